@@ -1,0 +1,37 @@
+//! Shared helpers for the `mpk` integration tests: locating the binary and
+//! the reference tools (with the `MPK_REQUIRE_TOOLS` fail-not-skip rule).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The `mpk` binary under test.
+pub fn mpk() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mpk"))
+}
+
+/// True when CI demands every reference tool (`MPK_REQUIRE_TOOLS=1`).
+pub fn tools_required() -> bool {
+    std::env::var("MPK_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// Finds a reference tool on PATH (or in /sbin, /usr/sbin). Returns `None`
+/// (the caller then skips, printing why) when it is missing, but panics when
+/// `MPK_REQUIRE_TOOLS=1`, so CI can never count a skipped comparison as a
+/// pass.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !tools_required(),
+            "reference tool `{name}` is missing and MPK_REQUIRE_TOOLS=1"
+        );
+        eprintln!("SKIP: reference tool `{name}` not found");
+    }
+    found
+}
