@@ -1,7 +1,16 @@
 //! The `mpk` command line: argument parsing (clap) and the I/O edges that
 //! feed the pure format crates (`mpk-erofs`, `mpk-verity`).
 
+pub mod cmd_pack;
+pub mod cmd_verify;
 pub mod cmd_verity;
+pub mod hashing;
+pub mod identity;
+pub mod output;
+pub mod pack;
+pub mod reference;
+pub mod scan;
+pub mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +26,10 @@ pub struct Cli {
 /// Top-level subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Pack a model folder into OUT.mpk (EROFS + dm-verity) and OUT.info.
+    Pack(cmd_pack::PackArgs),
+    /// Check every block of an .mpk against a reference and identity.
+    Verify(cmd_verify::VerifyArgs),
     /// dm-verity tools (compatible with `veritysetup`).
     #[command(subcommand)]
     Verity(cmd_verity::VerityCommand),
@@ -25,6 +38,8 @@ pub enum Command {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Pack(a) => cmd_pack::run(a),
+        Command::Verify(a) => cmd_verify::run(a),
         Command::Verity(c) => cmd_verity::run(c),
     }
 }

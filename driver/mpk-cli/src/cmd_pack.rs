@@ -1,0 +1,193 @@
+//! `mpk pack`: a model folder becomes `OUT.mpk` (EROFS image + dm-verity
+//! superblock and tree) and `OUT.info` (the reference string), written
+//! under temporary names and renamed only when complete.
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Args, ValueEnum};
+use mpk_erofs::{NodeId, NodeKind};
+use serde::Serialize;
+use std::io::Write;
+
+use crate::identity::Identity;
+use crate::output::Outputs;
+use crate::reference::Reference;
+use crate::{pack, scan, tools};
+
+/// Name of the default (and so far only) schema.
+pub const SCHEMA: &str = "modelwrap-v1";
+
+/// How the image is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// mpk's own single-pass writer (default).
+    Native,
+    /// The reference pipeline (mkfs.erofs 1.5 + veritysetup 2.6.1) on a
+    /// normalised staging copy, for cross-checking.
+    Tools,
+}
+
+/// Arguments of `mpk pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The model folder (e.g. a Hugging Face snapshot folder).
+    pub dir: Utf8PathBuf,
+    /// The model identity, `ORG/NAME@<40 lowercase hex commit>`; salt and
+    /// UUID derive from it.
+    #[arg(long)]
+    pub identity: Identity,
+    /// Output file; must end in `.mpk`. `OUT.info` is written beside it.
+    #[arg(short = 'o', long = "output")]
+    pub output: Utf8PathBuf,
+    /// Hashing threads (default: all cores). The output never depends on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print a JSON report instead of the bare reference.
+    #[arg(long)]
+    pub json: bool,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
+    /// Which implementation writes the image.
+    #[arg(long, value_enum, default_value = "native")]
+    pub backend: Backend,
+}
+
+/// One file in the JSON report.
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    /// Path inside the image.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the contents, lowercase hex.
+    pub sha256: String,
+    /// First full data block, or null.
+    pub first_block: Option<u64>,
+    /// Block holding the tail (inline after the inode, or a tail block), or null.
+    pub tail_block: Option<u64>,
+}
+
+/// The JSON report of `mpk pack --json`.
+#[derive(Debug, Serialize)]
+pub struct PackReport {
+    /// `<root>_<hash offset>_<uuid>`.
+    pub reference: String,
+    /// dm-verity root hash, hex.
+    pub root_hash: String,
+    /// Byte offset of the verity superblock (= image length).
+    pub hash_offset: u64,
+    /// EROFS and verity UUID.
+    pub uuid: String,
+    /// dm-verity salt, hex.
+    pub salt: String,
+    /// Schema name.
+    pub schema: &'static str,
+    /// The model identity.
+    pub identity: String,
+    /// Every regular file, in image order (depth-first, byte-sorted).
+    pub files: Vec<FileReport>,
+}
+
+/// Runs `mpk pack`.
+pub fn run(a: PackArgs) -> Result<()> {
+    let outputs = Outputs::new(&a.output, a.force)?;
+    let uuid = a.identity.uuid();
+    let salt = a.identity.salt();
+    let scan = scan::scan(a.dir.as_std_path())?;
+    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
+        .with_context(|| format!("cannot lay out `{}`", a.dir))?;
+    let threads = a.threads.unwrap_or(0);
+    if a.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start the hashing threads")?;
+
+    let (mpk_tmp, root, sha256) = match a.backend {
+        Backend::Native => {
+            let tmp = outputs.temp_mpk()?;
+            let packed = pack::pack_into(
+                &scan,
+                &layout,
+                &salt,
+                *uuid.as_bytes(),
+                tmp.as_file(),
+                &pool,
+            )?;
+            (tmp, packed.root, packed.sha256)
+        }
+        Backend::Tools => {
+            let tmp = outputs.temp_mpk()?;
+            let root = tools::reference_pack(&scan, &a.identity, tmp.path())?;
+            let sha256 = crate::hashing::file_sha256s(&scan)?;
+            (tmp, root, sha256)
+        }
+    };
+    let reference = Reference {
+        root,
+        hash_offset: layout.image_len(),
+        uuid,
+    };
+    let report = report(&scan, &layout, &reference, &a.identity, &sha256);
+    outputs.commit(mpk_tmp, &reference.to_string())?;
+    let mut stdout = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        writeln!(stdout, "{reference}")?;
+    }
+    Ok(())
+}
+
+fn report(
+    scan: &scan::Scan,
+    layout: &mpk_erofs::Layout,
+    reference: &Reference,
+    identity: &Identity,
+    sha256: &std::collections::HashMap<NodeId, [u8; 32]>,
+) -> PackReport {
+    let mut files = Vec::new();
+    // Image order: depth-first with byte-sorted children, as the planner walks.
+    let mut stack = vec![mpk_erofs::Tree::ROOT];
+    while let Some(id) = stack.pop() {
+        match &scan.tree.node(id).kind {
+            NodeKind::Dir { children } => {
+                let mut c = children.clone();
+                c.sort_by(|x, y| scan.tree.node(*y).name.cmp(&scan.tree.node(*x).name));
+                stack.extend(c);
+            }
+            NodeKind::File { size } => {
+                let pl = layout.placement(id);
+                files.push(FileReport {
+                    path: scan.tree.path(id),
+                    size: *size,
+                    sha256: hex::encode(sha256[&id]),
+                    first_block: pl.first_block,
+                    tail_block: pl.tail_block(),
+                });
+            }
+        }
+    }
+    PackReport {
+        reference: reference.to_string(),
+        root_hash: hex::encode(reference.root),
+        hash_offset: reference.hash_offset,
+        uuid: reference.uuid.to_string(),
+        salt: hex::encode(identity.salt()),
+        schema: SCHEMA,
+        identity: identity.to_string(),
+        files,
+    }
+}
+
+/// Checks an output path ends in `.mpk` and returns its `.info` sibling.
+pub fn info_path(mpk: &Utf8Path) -> Result<Utf8PathBuf> {
+    if mpk.extension() != Some("mpk") || mpk.file_stem().is_none_or(str::is_empty) {
+        bail!("output `{mpk}` must end in `.mpk`");
+    }
+    Ok(mpk.with_extension("info"))
+}

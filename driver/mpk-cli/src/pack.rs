@@ -1,0 +1,283 @@
+//! The native packing engine: plans the EROFS layout from names and sizes,
+//! then streams every input byte exactly once into the image while the
+//! dm-verity leaves are hashed on all cores and the upper tree levels are
+//! written as soon as they complete. No second pass over the image.
+//!
+//! Memory: two batches of [`BATCH_BLOCKS`] blocks in flight, one 4 KiB
+//! block per tree level, the metadata blocks of the layout (about 32 bytes
+//! per file plus its directory entry), and every file's tail (< 4 KiB per
+//! file, read up front because a tail may sit in a block that precedes its
+//! file's data). Nothing grows with the size of the files.
+
+use anyhow::{Context, Result, bail};
+use mpk_erofs::{Extent, Layout, NodeId, NodeKind};
+use mpk_verity::TreeBuilder;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::sync_channel;
+
+use crate::scan::{Scan, Source};
+
+/// Image blocks per batch (8 MiB): large sequential reads and writes.
+pub const BATCH_BLOCKS: usize = 2048;
+const B: u64 = 4096;
+
+/// What a finished pack computed in its single pass.
+#[derive(Debug)]
+pub struct Packed {
+    /// dm-verity root hash.
+    pub root: [u8; 32],
+    /// Image length = hash offset.
+    pub hash_offset: u64,
+    /// SHA-256 of every file's contents, by node.
+    pub sha256: HashMap<NodeId, [u8; 32]>,
+}
+
+/// The full length of an `.mpk` for an image of `blocks` blocks.
+pub fn mpk_len(blocks: u64) -> Result<u64> {
+    let g = mpk_verity::TreeGeometry::new(blocks)?;
+    Ok((blocks + 1 + g.total_hash_blocks()) * B)
+}
+
+fn check_unchanged(src: &Source, f: &File) -> Result<()> {
+    let m = f
+        .metadata()
+        .with_context(|| format!("cannot stat `{}`", src.path.display()))?;
+    if m.len() != src.size || Source::stamp_of(&m) != src.stamp {
+        bail!(
+            "`{}` changed while it was being packed (size {} → {}); nothing was written",
+            src.path.display(),
+            src.size,
+            m.len()
+        );
+    }
+    Ok(())
+}
+
+fn open(src: &Source) -> Result<File> {
+    File::open(&src.path).with_context(|| format!("cannot open `{}`", src.path.display()))
+}
+
+/// Reads every file's tail (the bytes after its last full block).
+fn read_tails(scan: &Scan, layout: &Layout) -> Result<HashMap<NodeId, Vec<u8>>> {
+    let mut tails = HashMap::new();
+    for i in 0..scan.tree.len() {
+        let id = NodeId(i);
+        let pl = layout.placement(id);
+        if pl.tail_len == 0 || !matches!(scan.tree.node(id).kind, NodeKind::File { .. }) {
+            continue;
+        }
+        let src = scan.source(id);
+        let f = open(src)?;
+        let mut buf = vec![0u8; pl.tail_len as usize];
+        f.read_exact_at(&mut buf, pl.full_blocks * B)
+            .with_context(|| {
+                format!(
+                    "`{}` is shorter than when it was scanned",
+                    src.path.display()
+                )
+            })?;
+        check_unchanged(src, &f)?;
+        tails.insert(id, buf);
+    }
+    Ok(tails)
+}
+
+/// Produces the image's blocks in order, reading each file once.
+struct Producer<'a> {
+    scan: &'a Scan,
+    layout: &'a Layout,
+    tails: &'a HashMap<NodeId, Vec<u8>>,
+    extents: Vec<Extent>,
+    next: usize,
+    /// Within the current extent: blocks already produced.
+    done: u64,
+    file: Option<(File, Sha256)>,
+    sha256: HashMap<NodeId, [u8; 32]>,
+}
+
+impl Producer<'_> {
+    /// Fills `buf` with up to `BATCH_BLOCKS` blocks; returns false at the end.
+    fn fill(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        while buf.len() < BATCH_BLOCKS * B as usize {
+            let Some(&ext) = self.extents.get(self.next) else {
+                break;
+            };
+            let room = (BATCH_BLOCKS * B as usize - buf.len()) as u64 / B;
+            match ext {
+                Extent::Meta { image_block, count } => {
+                    let n = room.min(count - self.done);
+                    for b in image_block + self.done..image_block + self.done + n {
+                        let blk =
+                            self.layout
+                                .meta_block(b, |node, dst: &mut [u8]| -> Result<()> {
+                                    dst.copy_from_slice(&self.tails[&node]);
+                                    Ok(())
+                                })?;
+                        buf.extend_from_slice(&blk);
+                    }
+                    self.advance(n, count);
+                }
+                Extent::File { node, count, .. } => {
+                    let src = self.scan.source(node);
+                    if self.file.is_none() {
+                        self.file = Some((open(src)?, Sha256::new()));
+                    }
+                    let (f, h) = self.file.as_mut().expect("opened");
+                    let n = room.min(count - self.done);
+                    let start = buf.len();
+                    buf.resize(start + (n * B) as usize, 0);
+                    f.read_exact(&mut buf[start..]).with_context(|| {
+                        format!(
+                            "`{}` is shorter than when it was scanned",
+                            src.path.display()
+                        )
+                    })?;
+                    h.update(&buf[start..]);
+                    if self.advance(n, count) {
+                        let (f, mut h) = self.file.take().expect("opened");
+                        check_unchanged(src, &f)?;
+                        if let Some(t) = self.tails.get(&node) {
+                            h.update(t);
+                        }
+                        self.sha256.insert(node, h.finalize().into());
+                    }
+                }
+            }
+        }
+        Ok(!buf.is_empty())
+    }
+
+    /// Moves `n` blocks on in the current extent; true when it ends.
+    fn advance(&mut self, n: u64, count: u64) -> bool {
+        self.done += n;
+        if self.done == count {
+            self.next += 1;
+            self.done = 0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Writes the `.mpk` bytes (image, verity superblock, hash tree) of
+/// `layout` into `out`, which must be empty. Hashing runs on `pool`.
+pub fn pack_into(
+    scan: &Scan,
+    layout: &Layout,
+    salt: &[u8],
+    uuid: [u8; 16],
+    out: &File,
+    pool: &rayon::ThreadPool,
+) -> Result<Packed> {
+    let blocks = layout.blocks();
+    let h = layout.image_len();
+    let tails = read_tails(scan, layout)?;
+    let mut builder = TreeBuilder::new(salt, blocks)?;
+    let hash_base = h + B;
+    let write_err =
+        |what: &str, off: u64| format!("cannot write {what} at offset {off} of the output");
+
+    let mut producer = Producer {
+        scan,
+        layout,
+        tails: &tails,
+        extents: layout.extents(),
+        next: 0,
+        done: 0,
+        file: None,
+        sha256: HashMap::new(),
+    };
+    let (full_tx, full_rx) = sync_channel::<Result<Vec<u8>>>(1);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(2);
+    empty_tx
+        .send(Vec::with_capacity(BATCH_BLOCKS * B as usize))
+        .expect("fresh channel");
+    empty_tx
+        .send(Vec::with_capacity(BATCH_BLOCKS * B as usize))
+        .expect("fresh channel");
+
+    let (result, mut sha256) = std::thread::scope(|sc| {
+        let prod = sc.spawn(move || {
+            while let Ok(mut buf) = empty_rx.recv() {
+                match producer.fill(&mut buf) {
+                    Ok(true) => {
+                        if full_tx.send(Ok(buf)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        let _ = full_tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+            producer.sha256
+        });
+        let mut pos = 0u64;
+        let result = (|| -> Result<()> {
+            for batch in full_rx.iter() {
+                let buf = batch?;
+                let (written, digests) = pool.install(|| {
+                    rayon::join(
+                        || out.write_all_at(&buf, pos * B),
+                        || {
+                            buf.par_chunks(B as usize)
+                                .map(|blk| builder.hasher().hash(blk))
+                                .collect::<Vec<_>>()
+                        },
+                    )
+                });
+                written.with_context(|| write_err("image data", pos * B))?;
+                builder.push_all(&digests, |idx, blk| -> Result<()> {
+                    let off = hash_base + idx * B;
+                    out.write_all_at(blk, off)
+                        .with_context(|| write_err("a hash block", off))
+                })?;
+                pos += (buf.len() as u64) / B;
+                if empty_tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            if pos != blocks {
+                bail!("internal error: produced {pos} of {blocks} image blocks");
+            }
+            Ok(())
+        })();
+        // Unblock and drain the producer whatever happened.
+        drop(empty_tx);
+        for _ in full_rx.iter() {}
+        (result, prod.join().expect("producer thread panicked"))
+    });
+    result?;
+    let root = builder.finish(|idx, blk| -> Result<()> {
+        let off = hash_base + idx * B;
+        out.write_all_at(blk, off)
+            .with_context(|| write_err("a hash block", off))
+    })?;
+    let sb = mpk_verity::Superblock::new(uuid, salt, blocks)?.to_bytes();
+    out.write_all_at(&sb, h)
+        .with_context(|| write_err("the verity superblock", h))?;
+    out.set_len(mpk_len(blocks)?)
+        .context("cannot size the output")?;
+    // Files without full blocks were never streamed: hash their tails.
+    for i in 0..scan.tree.len() {
+        let id = NodeId(i);
+        if matches!(scan.tree.node(id).kind, NodeKind::File { .. }) && !sha256.contains_key(&id) {
+            let t = tails.get(&id).map_or(&[][..], Vec::as_slice);
+            sha256.insert(id, Sha256::digest(t).into());
+        }
+    }
+    Ok(Packed {
+        root,
+        hash_offset: h,
+        sha256,
+    })
+}
