@@ -15,10 +15,16 @@ fn formats_md_vector() {
     let weights: Vec<u8> = (0..10000u32).map(|i| (i % 251) as u8).collect();
     let readme = b"hello\n".to_vec();
     let mut t = Tree::new(0o755);
-    let c = t.add_file(Tree::ROOT, b"config.json", 0o644, config.len() as u64).unwrap();
-    let w = t.add_file(Tree::ROOT, b"weights.bin", 0o644, weights.len() as u64).unwrap();
+    let c = t
+        .add_file(Tree::ROOT, b"config.json", 0o644, config.len() as u64)
+        .unwrap();
+    let w = t
+        .add_file(Tree::ROOT, b"weights.bin", 0o644, weights.len() as u64)
+        .unwrap();
     let sub = t.add_dir(Tree::ROOT, b"sub", 0o755).unwrap();
-    let r = t.add_file(sub, b"readme.txt", 0o644, readme.len() as u64).unwrap();
+    let r = t
+        .add_file(sub, b"readme.txt", 0o644, readme.len() as u64)
+        .unwrap();
     let contents = |id| match id {
         x if x == c => &config,
         x if x == w => &weights,
@@ -26,13 +32,19 @@ fn formats_md_vector() {
         _ => unreachable!(),
     };
     let uuid = [
-        0xc1, 0xb9, 0xd5, 0xa2, 0xf1, 0x62, 0x11, 0xcf, 0x9e, 0xce, 0x00, 0x20, 0xaf, 0xc7, 0x6f, 0x16,
+        0xc1, 0xb9, 0xd5, 0xa2, 0xf1, 0x62, 0x11, 0xcf, 0x9e, 0xce, 0x00, 0x20, 0xaf, 0xc7, 0x6f,
+        0x16,
     ];
     let layout = plan(&t, uuid).unwrap();
     let mut img = Vec::new();
     for e in layout.extents() {
         match e {
-            Extent::File { node, file_block, count, .. } => {
+            Extent::File {
+                node,
+                file_block,
+                count,
+                ..
+            } => {
                 let s = (file_block * 4096) as usize;
                 img.extend_from_slice(&contents(node)[s..s + (count * 4096) as usize]);
             }

@@ -2,6 +2,8 @@
 //! the reference tools (with the `MPK_REQUIRE_TOOLS` fail-not-skip rule).
 #![allow(dead_code)]
 
+pub mod tree;
+
 use std::path::PathBuf;
 use std::process::Command;
 
