@@ -116,13 +116,18 @@ pub fn run(a: PackArgs) -> Result<()> {
                 *uuid.as_bytes(),
                 tmp.as_file(),
                 &pool,
+                a.json,
             )?;
             (tmp, packed.root, packed.sha256)
         }
         Backend::Tools => {
             let tmp = outputs.temp_mpk()?;
             let root = tools::reference_pack(&scan, &a.identity, tmp.path())?;
-            let sha256 = crate::hashing::file_sha256s(&scan)?;
+            let sha256 = if a.json {
+                crate::hashing::file_sha256s(&scan)?
+            } else {
+                Default::default()
+            };
             (tmp, root, sha256)
         }
     };
@@ -131,10 +136,10 @@ pub fn run(a: PackArgs) -> Result<()> {
         hash_offset: layout.image_len(),
         uuid,
     };
-    let report = report(&scan, &layout, &reference, &a.identity, &sha256);
     outputs.commit(mpk_tmp, &reference.to_string())?;
     let mut stdout = std::io::stdout().lock();
     if a.json {
+        let report = report(&scan, &layout, &reference, &a.identity, &sha256);
         serde_json::to_writer_pretty(&mut stdout, &report)?;
         writeln!(stdout)?;
     } else {

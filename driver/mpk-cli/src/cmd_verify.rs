@@ -5,7 +5,7 @@
 //! superblock is never trusted; it is compared separately and reported.
 
 use anyhow::{Context, Result, anyhow, bail};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
 use mpk_erofs::reader::{Image, Role, Source};
 use mpk_verity::{DIGEST, DIGESTS_PER_BLOCK, Hasher, TreeGeometry};
@@ -177,31 +177,42 @@ fn owner_of(file: &File, block: u64) -> String {
 /// Runs `mpk verify`.
 pub fn run(a: VerifyArgs) -> Result<()> {
     let r = Reference::load(&a.reference)?;
-    let id_uuid = a.identity.uuid();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or(0))
+        .build()?;
+    let msg = verify(&a.image, &r, &a.identity, &pool)?;
+    println!("{msg}");
+    Ok(())
+}
+
+/// Verifies the `.mpk` at `image` against `r` and `identity`; `Ok` carries
+/// the success message, any finding is an error naming what is wrong.
+pub fn verify(
+    image: &Utf8Path,
+    r: &Reference,
+    identity: &Identity,
+    pool: &rayon::ThreadPool,
+) -> Result<String> {
+    let id_uuid = identity.uuid();
     if r.uuid != id_uuid {
         bail!(
-            "the reference's UUID {} is not the UUID of {} ({id_uuid}): reference and identity belong to different models",
+            "the reference's UUID {} is not the UUID of {identity} ({id_uuid}): reference and identity belong to different models",
             r.uuid,
-            a.identity
         );
     }
-    let salt = a.identity.salt();
-    let file = File::open(&a.image).with_context(|| format!("cannot open `{}`", a.image))?;
+    let salt = identity.salt();
+    let file = File::open(image).with_context(|| format!("cannot open `{image}`"))?;
     let len = file.metadata()?.len();
     let data_blocks = r.hash_offset / B;
     let geometry = TreeGeometry::new(data_blocks)?;
     let expected_len = crate::pack::mpk_len(data_blocks)?;
     if len < expected_len {
         bail!(
-            "`{}` is {len} bytes but the reference needs {expected_len} (image {} + verity superblock 4096 + hash tree {}): the file is truncated",
-            a.image,
+            "`{image}` is {len} bytes but the reference needs {expected_len} (image {} + verity superblock 4096 + hash tree {}): the file is truncated",
             r.hash_offset,
             geometry.total_hash_blocks() * B
         );
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.unwrap_or(0))
-        .build()?;
     let hasher = Hasher::new(&salt);
     let mut auth = Auth {
         file: &file,
@@ -218,7 +229,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         let n = BATCH.min(data_blocks - k);
         let chunk = &mut buf[..(n * B) as usize];
         file.read_exact_at(chunk, k * B)
-            .with_context(|| format!("cannot read `{}` at offset {}", a.image, k * B))?;
+            .with_context(|| format!("cannot read `{image}` at offset {}", k * B))?;
         let digests: Vec<[u8; 32]> = pool.install(|| {
             chunk
                 .par_chunks(B as usize)
@@ -276,11 +287,10 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         ));
     }
     if problems.is_empty() {
-        println!(
-            "OK: all {data_blocks} data blocks and {} hash blocks of `{}` verify against {r} ({})",
-            auth.hash_blocks_checked, a.image, a.identity
-        );
-        Ok(())
+        Ok(format!(
+            "OK: all {data_blocks} data blocks and {} hash blocks of `{image}` verify against {r} ({identity})",
+            auth.hash_blocks_checked
+        ))
     } else {
         bail!(
             "all {data_blocks} data blocks and the hash tree verify against the reference (the guest maps them with explicit parameters), but: {}",

@@ -33,7 +33,7 @@ pub struct Packed {
     pub root: [u8; 32],
     /// Image length = hash offset.
     pub hash_offset: u64,
-    /// SHA-256 of every file's contents, by node.
+    /// SHA-256 of every file's contents, by node (empty unless asked for).
     pub sha256: HashMap<NodeId, [u8; 32]>,
 }
 
@@ -96,7 +96,8 @@ struct Producer<'a> {
     next: usize,
     /// Within the current extent: blocks already produced.
     done: u64,
-    file: Option<(File, Sha256)>,
+    file: Option<(File, Option<Sha256>)>,
+    hash_files: bool,
     sha256: HashMap<NodeId, [u8; 32]>,
 }
 
@@ -126,7 +127,7 @@ impl Producer<'_> {
                 Extent::File { node, count, .. } => {
                     let src = self.scan.source(node);
                     if self.file.is_none() {
-                        self.file = Some((open(src)?, Sha256::new()));
+                        self.file = Some((open(src)?, self.hash_files.then(Sha256::new)));
                     }
                     let (f, h) = self.file.as_mut().expect("opened");
                     let n = room.min(count - self.done);
@@ -138,14 +139,18 @@ impl Producer<'_> {
                             src.path.display()
                         )
                     })?;
-                    h.update(&buf[start..]);
+                    if let Some(h) = h {
+                        h.update(&buf[start..]);
+                    }
                     if self.advance(n, count) {
-                        let (f, mut h) = self.file.take().expect("opened");
+                        let (f, h) = self.file.take().expect("opened");
                         check_unchanged(src, &f)?;
-                        if let Some(t) = self.tails.get(&node) {
-                            h.update(t);
+                        if let Some(mut h) = h {
+                            if let Some(t) = self.tails.get(&node) {
+                                h.update(t);
+                            }
+                            self.sha256.insert(node, h.finalize().into());
                         }
-                        self.sha256.insert(node, h.finalize().into());
                     }
                 }
             }
@@ -168,6 +173,8 @@ impl Producer<'_> {
 
 /// Writes the `.mpk` bytes (image, verity superblock, hash tree) of
 /// `layout` into `out`, which must be empty. Hashing runs on `pool`.
+/// With `hash_files`, each file's SHA-256 is computed in the same pass
+/// (one more SHA-256 over every input byte, on the reading thread).
 pub fn pack_into(
     scan: &Scan,
     layout: &Layout,
@@ -175,6 +182,7 @@ pub fn pack_into(
     uuid: [u8; 16],
     out: &File,
     pool: &rayon::ThreadPool,
+    hash_files: bool,
 ) -> Result<Packed> {
     let blocks = layout.blocks();
     let h = layout.image_len();
@@ -192,6 +200,7 @@ pub fn pack_into(
         next: 0,
         done: 0,
         file: None,
+        hash_files,
         sha256: HashMap::new(),
     };
     let (full_tx, full_rx) = sync_channel::<Result<Vec<u8>>>(1);
@@ -270,7 +279,10 @@ pub fn pack_into(
     // Files without full blocks were never streamed: hash their tails.
     for i in 0..scan.tree.len() {
         let id = NodeId(i);
-        if matches!(scan.tree.node(id).kind, NodeKind::File { .. }) && !sha256.contains_key(&id) {
+        if hash_files
+            && matches!(scan.tree.node(id).kind, NodeKind::File { .. })
+            && !sha256.contains_key(&id)
+        {
             let t = tails.get(&id).map_or(&[][..], Vec::as_slice);
             sha256.insert(id, Sha256::digest(t).into());
         }
