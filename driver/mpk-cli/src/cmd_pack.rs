@@ -60,8 +60,9 @@ pub struct FileReport {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the contents, lowercase hex.
-    pub sha256: String,
+    /// SHA-256 of the contents, lowercase hex (when computed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// First full data block, or null.
     pub first_block: Option<u64>,
     /// Block holding the tail (inline after the inode, or a tail block), or null.
@@ -91,6 +92,24 @@ pub struct PackReport {
 
 /// Runs `mpk pack`.
 pub fn run(a: PackArgs) -> Result<()> {
+    let report = pack(&a, a.json)?;
+    let mut stdout = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        writeln!(stdout, "{}", report.reference)?;
+    }
+    Ok(())
+}
+
+/// Packs `a.dir` into `a.output` (and its `.info`) and returns the report;
+/// with `hash_files` the report carries each file's SHA-256, computed in the
+/// same single pass. Nothing is left at the output paths on failure.
+pub fn pack(a: &PackArgs, hash_files: bool) -> Result<PackReport> {
+    if a.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
     let outputs = Outputs::new(&a.output, a.force)?;
     let uuid = a.identity.uuid();
     let salt = a.identity.salt();
@@ -98,9 +117,6 @@ pub fn run(a: PackArgs) -> Result<()> {
     let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
         .with_context(|| format!("cannot lay out `{}`", a.dir))?;
     let threads = a.threads.unwrap_or(0);
-    if a.threads == Some(0) {
-        bail!("--threads must be at least 1");
-    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -114,16 +130,16 @@ pub fn run(a: PackArgs) -> Result<()> {
                 &layout,
                 &salt,
                 *uuid.as_bytes(),
-                tmp.as_file(),
+                Some(tmp.as_file()),
                 &pool,
-                a.json,
+                hash_files,
             )?;
             (tmp, packed.root, packed.sha256)
         }
         Backend::Tools => {
             let tmp = outputs.temp_mpk()?;
             let root = tools::reference_pack(&scan, &a.identity, tmp.path())?;
-            let sha256 = if a.json {
+            let sha256 = if hash_files {
                 crate::hashing::file_sha256s(&scan)?
             } else {
                 Default::default()
@@ -137,15 +153,7 @@ pub fn run(a: PackArgs) -> Result<()> {
         uuid,
     };
     outputs.commit(mpk_tmp, &reference.to_string())?;
-    let mut stdout = std::io::stdout().lock();
-    if a.json {
-        let report = report(&scan, &layout, &reference, &a.identity, &sha256);
-        serde_json::to_writer_pretty(&mut stdout, &report)?;
-        writeln!(stdout)?;
-    } else {
-        writeln!(stdout, "{reference}")?;
-    }
-    Ok(())
+    Ok(report(&scan, &layout, &reference, &a.identity, &sha256))
 }
 
 fn report(
@@ -170,7 +178,7 @@ fn report(
                 files.push(FileReport {
                     path: scan.tree.path(id),
                     size: *size,
-                    sha256: hex::encode(sha256[&id]),
+                    sha256: sha256.get(&id).map(hex::encode),
                     first_block: pl.first_block,
                     tail_block: pl.tail_block(),
                 });

@@ -1,6 +1,8 @@
 //! The `mpk` command line: argument parsing (clap) and the I/O edges that
 //! feed the pure format crates (`mpk-erofs`, `mpk-verity`).
 
+pub mod cmd_hub;
+pub mod cmd_measure;
 pub mod cmd_pack;
 pub mod cmd_verify;
 pub mod cmd_verity;
@@ -33,6 +35,12 @@ pub enum Command {
     /// dm-verity tools (compatible with `veritysetup`).
     #[command(subcommand)]
     Verity(cmd_verity::VerityCommand),
+    /// Expected launch measurements (SEV-SNP, TDX).
+    #[command(subcommand)]
+    Measure(cmd_measure::MeasureCommand),
+    /// Hugging Face Hub: lock, fetch, build, reproduce, identity.
+    #[command(flatten)]
+    Hub(cmd_hub::HubCommand),
 }
 
 /// Runs a parsed command line.
@@ -41,5 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pack(a) => cmd_pack::run(a),
         Command::Verify(a) => cmd_verify::run(a),
         Command::Verity(c) => cmd_verity::run(c),
+        Command::Measure(c) => cmd_measure::run(c),
+        Command::Hub(c) => cmd_hub::run(c),
     }
 }

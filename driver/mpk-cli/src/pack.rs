@@ -172,7 +172,10 @@ impl Producer<'_> {
 }
 
 /// Writes the `.mpk` bytes (image, verity superblock, hash tree) of
-/// `layout` into `out`, which must be empty. Hashing runs on `pool`.
+/// `layout` into `out`, which must be empty; with `out = None` nothing is
+/// written and only the root hash (and file hashes) are computed, the way
+/// `mpk reproduce` checks a reference without disk space for an image.
+/// Hashing runs on `pool`.
 /// With `hash_files`, each file's SHA-256 is computed in the same pass
 /// (one more SHA-256 over every input byte, on the reading thread).
 pub fn pack_into(
@@ -180,7 +183,7 @@ pub fn pack_into(
     layout: &Layout,
     salt: &[u8],
     uuid: [u8; 16],
-    out: &File,
+    out: Option<&File>,
     pool: &rayon::ThreadPool,
     hash_files: bool,
 ) -> Result<Packed> {
@@ -189,6 +192,7 @@ pub fn pack_into(
     let tails = read_tails(scan, layout)?;
     let mut builder = TreeBuilder::new(salt, blocks)?;
     let hash_base = h + B;
+    let put = |buf: &[u8], off: u64| out.map_or(Ok(()), |f| f.write_all_at(buf, off));
     let write_err =
         |what: &str, off: u64| format!("cannot write {what} at offset {off} of the output");
 
@@ -236,7 +240,7 @@ pub fn pack_into(
                 let buf = batch?;
                 let (written, digests) = pool.install(|| {
                     rayon::join(
-                        || out.write_all_at(&buf, pos * B),
+                        || put(&buf, pos * B),
                         || {
                             buf.par_chunks(B as usize)
                                 .map(|blk| builder.hasher().hash(blk))
@@ -247,8 +251,7 @@ pub fn pack_into(
                 written.with_context(|| write_err("image data", pos * B))?;
                 builder.push_all(&digests, |idx, blk| -> Result<()> {
                     let off = hash_base + idx * B;
-                    out.write_all_at(blk, off)
-                        .with_context(|| write_err("a hash block", off))
+                    put(blk, off).with_context(|| write_err("a hash block", off))
                 })?;
                 pos += (buf.len() as u64) / B;
                 if empty_tx.send(buf).is_err() {
@@ -268,14 +271,14 @@ pub fn pack_into(
     result?;
     let root = builder.finish(|idx, blk| -> Result<()> {
         let off = hash_base + idx * B;
-        out.write_all_at(blk, off)
-            .with_context(|| write_err("a hash block", off))
+        put(blk, off).with_context(|| write_err("a hash block", off))
     })?;
     let sb = mpk_verity::Superblock::new(uuid, salt, blocks)?.to_bytes();
-    out.write_all_at(&sb, h)
-        .with_context(|| write_err("the verity superblock", h))?;
-    out.set_len(mpk_len(blocks)?)
-        .context("cannot size the output")?;
+    put(&sb, h).with_context(|| write_err("the verity superblock", h))?;
+    if let Some(f) = out {
+        f.set_len(mpk_len(blocks)?)
+            .context("cannot size the output")?;
+    }
     // Files without full blocks were never streamed: hash their tails.
     for i in 0..scan.tree.len() {
         let id = NodeId(i);
