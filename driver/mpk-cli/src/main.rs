@@ -3,7 +3,12 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match mpk_cli::run(mpk_cli::Cli::parse()) {
+    let cli = mpk_cli::Cli::parse();
+    if let Err(e) = mpk_cli::output::install_interrupt_cleanup() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
+    match mpk_cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

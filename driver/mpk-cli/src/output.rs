@@ -7,7 +7,59 @@
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
 use tempfile::NamedTempFile;
+
+/// Temporary outputs that exist right now, removed if the process is
+/// interrupted (Ctrl-C, SIGTERM, SIGHUP) before they are renamed.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Installs the handler that deletes pending temporary outputs and exits
+/// with status 130 on SIGINT, SIGTERM or SIGHUP. Call once, from `main`.
+pub fn install_interrupt_cleanup() -> Result<()> {
+    ctrlc::set_handler(|| {
+        let pending = PENDING.lock().map(|p| p.clone()).unwrap_or_default();
+        for p in pending {
+            let _ = std::fs::remove_file(&p);
+        }
+        eprintln!("error: interrupted; no output was written");
+        std::process::exit(130);
+    })
+    .context("cannot install the interrupt handler")
+}
+
+fn track(p: &std::path::Path) {
+    if let Ok(mut v) = PENDING.lock() {
+        v.push(p.to_path_buf());
+    }
+}
+
+fn untrack(p: &std::path::Path) {
+    if let Ok(mut v) = PENDING.lock() {
+        v.retain(|x| x != p);
+    }
+}
+
+/// A temporary file in `dir`, tracked for interrupt cleanup.
+fn temp_in(dir: &Utf8Path, final_name: &str) -> Result<NamedTempFile> {
+    let t = tempfile::Builder::new()
+        .prefix(&format!(".{final_name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
+    track(t.path());
+    Ok(t)
+}
+
+/// Renames a finished temporary file to its final name.
+fn publish(t: NamedTempFile, to: &Utf8Path) -> Result<()> {
+    let tmp = t.path().to_path_buf();
+    t.persist(to)
+        .with_context(|| format!("cannot rename the finished output to `{to}`"))?;
+    untrack(&tmp);
+    Ok(())
+}
 
 /// The pair of output paths of one pack.
 #[derive(Debug)]
@@ -45,12 +97,7 @@ impl Outputs {
 
     /// A new, empty temporary file beside the final `.mpk`.
     pub fn temp_mpk(&self) -> Result<NamedTempFile> {
-        let name = self.mpk.file_name().unwrap_or("out.mpk");
-        tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
-            .tempfile_in(&self.dir)
-            .with_context(|| format!("cannot create a temporary file in `{}`", self.dir))
+        temp_in(&self.dir, self.mpk.file_name().unwrap_or("out.mpk"))
     }
 
     /// Fsyncs the finished image, writes the `.info`, and renames both into
@@ -72,10 +119,8 @@ impl Outputs {
             .with_context(|| format!("cannot write `{}`", self.info))?;
         set_mode(mpk.path())?;
         set_mode(info.path())?;
-        mpk.persist(&self.mpk)
-            .with_context(|| format!("cannot rename the image to `{}`", self.mpk))?;
-        info.persist(&self.info)
-            .with_context(|| format!("cannot rename to `{}`", self.info))?;
+        publish(mpk, &self.mpk)?;
+        publish(info, &self.info)?;
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("cannot fsync folder `{}`", self.dir))?;
