@@ -25,6 +25,13 @@ fn hub_name_ok(s: &str) -> bool {
         && s != ".."
 }
 
+/// True when `s` is exactly `len` lowercase hexadecimal digits.
+pub fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 impl FromStr for Identity {
     type Err = anyhow::Error;
 

@@ -37,11 +37,7 @@ impl FromStr for Reference {
         let [root, off, uuid] = parts.as_slice() else {
             bail!("reference `{s}` does not have three `_`-separated parts: {form}");
         };
-        if root.len() != 64
-            || !root
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !crate::identity::is_lower_hex(root, 64) {
             bail!("reference `{s}`: root hash `{root}` is not 64 lowercase hex digits");
         }
         let mut r = [0u8; 32];

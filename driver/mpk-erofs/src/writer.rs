@@ -443,6 +443,40 @@ impl Layout {
         self.tails.get(&block).map_or(&[], Vec::as_slice)
     }
 
+    /// The whole image in memory, given every file's contents: the pure
+    /// "bytes in, bytes out" form, for tests and small trees. Streaming
+    /// callers use [`Layout::extents`] and [`Layout::meta_block`] instead.
+    /// Panics if a file's contents are shorter than its planned size.
+    pub fn to_bytes<'a>(&self, contents: impl Fn(NodeId) -> &'a [u8]) -> Vec<u8> {
+        let mut img = Vec::with_capacity(self.image_len() as usize);
+        for e in self.extents() {
+            match e {
+                Extent::File {
+                    node,
+                    file_block,
+                    count,
+                    ..
+                } => {
+                    let start = (file_block * B) as usize;
+                    img.extend_from_slice(&contents(node)[start..start + (count * B) as usize]);
+                }
+                Extent::Meta { image_block, count } => {
+                    for b in image_block..image_block + count {
+                        let blk = self
+                            .meta_block(b, |n, dst: &mut [u8]| -> Result<(), ()> {
+                                let c = contents(n);
+                                dst.copy_from_slice(&c[c.len() - dst.len()..]);
+                                Ok(())
+                            })
+                            .expect("infallible");
+                        img.extend_from_slice(&blk);
+                    }
+                }
+            }
+        }
+        img
+    }
+
     /// The finished bytes of a non-file block: metadata with each inline
     /// tail filled in by `fill(node, dst)` (which must write the file's last
     /// `dst.len()` bytes), and for block 0 the superblock checksum.

@@ -2,7 +2,7 @@
 //! tests/vectors/PROVENANCE.md): the planner alone, and with the verity
 //! crate, must reproduce them without running any tool.
 
-use mpk_erofs::{Extent, Tree, plan};
+use mpk_erofs::{Tree, plan};
 use sha2::{Digest, Sha256};
 
 /// formats.md §2 "Test vector you can rebuild": `vec/config.json` =
@@ -36,32 +36,7 @@ fn formats_md_vector() {
         0x16,
     ];
     let layout = plan(&t, uuid).unwrap();
-    let mut img = Vec::new();
-    for e in layout.extents() {
-        match e {
-            Extent::File {
-                node,
-                file_block,
-                count,
-                ..
-            } => {
-                let s = (file_block * 4096) as usize;
-                img.extend_from_slice(&contents(node)[s..s + (count * 4096) as usize]);
-            }
-            Extent::Meta { image_block, count } => {
-                for b in image_block..image_block + count {
-                    let blk = layout
-                        .meta_block(b, |n, dst: &mut [u8]| -> Result<(), ()> {
-                            let f = contents(n);
-                            dst.copy_from_slice(&f[f.len() - dst.len()..]);
-                            Ok(())
-                        })
-                        .unwrap();
-                    img.extend_from_slice(&blk);
-                }
-            }
-        }
-    }
+    let img = layout.to_bytes(|n| contents(n).as_slice());
     assert_eq!(img.len(), 12288);
     assert_eq!(
         hex::encode(Sha256::digest(&img)),

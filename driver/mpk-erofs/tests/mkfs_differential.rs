@@ -4,7 +4,7 @@
 //! `MPK_REQUIRE_TOOLS=1`.
 
 use mpk_erofs::reader::Image;
-use mpk_erofs::{Extent, NodeId, NodeKind, Tree, plan};
+use mpk_erofs::{NodeId, NodeKind, Tree, plan};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -134,35 +134,9 @@ fn write_tree(g: &Gen, root: &Path) {
 }
 
 fn assemble(g: &Gen) -> Vec<u8> {
-    let layout = plan(&g.tree, UUID).expect("plan");
-    let mut img = vec![0u8; layout.image_len() as usize];
-    for e in layout.extents() {
-        match e {
-            Extent::File {
-                node,
-                file_block,
-                image_block,
-                count,
-            } => {
-                let src = &g.contents[&node.0][(file_block * 4096) as usize..];
-                let dst = &mut img[(image_block * 4096) as usize..][..(count * 4096) as usize];
-                dst.copy_from_slice(&src[..dst.len()]);
-            }
-            Extent::Meta { image_block, count } => {
-                for b in image_block..image_block + count {
-                    let blk = layout
-                        .meta_block(b, |node, dst: &mut [u8]| -> Result<(), ()> {
-                            let c = &g.contents[&node.0];
-                            dst.copy_from_slice(&c[c.len() - dst.len()..]);
-                            Ok(())
-                        })
-                        .unwrap();
-                    img[(b * 4096) as usize..][..4096].copy_from_slice(&blk);
-                }
-            }
-        }
-    }
-    img
+    plan(&g.tree, UUID)
+        .expect("plan")
+        .to_bytes(|n| g.contents[&n.0].as_slice())
 }
 
 fn reference(tool: &Path, dir: &Path, out: &Path) -> Vec<u8> {
