@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
 use crate::scan::{Scan, Source};
@@ -87,6 +88,71 @@ fn read_tails(scan: &Scan, layout: &Layout) -> Result<HashMap<NodeId, Vec<u8>>> 
     Ok(tails)
 }
 
+/// File bytes inside a batch: where they came from, for cloning.
+struct Seg {
+    src: Arc<File>,
+    file_off: u64,
+    buf_off: usize,
+    len: usize,
+}
+
+/// Consecutive image blocks, and which of them are plain file data.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    segs: Vec<Seg>,
+}
+
+/// True when `f` is on a filesystem whose `copy_file_range` shares blocks
+/// (reflinks) instead of copying them: XFS and btrfs.
+fn reflinks(f: &File) -> bool {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, XFS_SUPER_MAGIC, fstatfs};
+    fstatfs(f).is_ok_and(|s| {
+        let t = s.filesystem_type();
+        t == XFS_SUPER_MAGIC || t == BTRFS_SUPER_MAGIC
+    })
+}
+
+/// Clones `len` bytes of `src` at `off_in` into `dst` at `off_out` with
+/// `copy_file_range` (a reflink on XFS/btrfs: both offsets are
+/// block-aligned by construction).
+fn clone_range(
+    src: &File,
+    off_in: u64,
+    dst: &File,
+    off_out: u64,
+    len: usize,
+) -> std::io::Result<()> {
+    let (mut i, mut o, mut left) = (off_in as i64, off_out as i64, len);
+    while left > 0 {
+        let n = nix::fcntl::copy_file_range(src, Some(&mut i), dst, Some(&mut o), left)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Writes a batch at byte `at`: file data by cloning when `clone`, the rest
+/// (and any range the filesystem refuses to clone) by plain writes.
+fn write_batch(out: &File, b: &Batch, at: u64, clone: bool) -> std::io::Result<()> {
+    if !clone {
+        return out.write_all_at(&b.buf, at);
+    }
+    let mut pos = 0;
+    for s in &b.segs {
+        out.write_all_at(&b.buf[pos..s.buf_off], at + pos as u64)?;
+        let end = s.buf_off + s.len;
+        let dst = at + s.buf_off as u64;
+        if clone_range(&s.src, s.file_off, out, dst, s.len).is_err() {
+            out.write_all_at(&b.buf[s.buf_off..end], dst)?;
+        }
+        pos = end;
+    }
+    out.write_all_at(&b.buf[pos..], at + pos as u64)
+}
+
 /// Produces the image's blocks in order, reading each file once.
 struct Producer<'a> {
     scan: &'a Scan,
@@ -96,14 +162,16 @@ struct Producer<'a> {
     next: usize,
     /// Within the current extent: blocks already produced.
     done: u64,
-    file: Option<(File, Option<Sha256>)>,
+    file: Option<(Arc<File>, Option<Sha256>)>,
     hash_files: bool,
     sha256: HashMap<NodeId, [u8; 32]>,
 }
 
 impl Producer<'_> {
-    /// Fills `buf` with up to `BATCH_BLOCKS` blocks; returns false at the end.
-    fn fill(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
+    /// Fills `batch` with up to `BATCH_BLOCKS` blocks; false at the end.
+    fn fill(&mut self, batch: &mut Batch) -> Result<bool> {
+        batch.segs.clear();
+        let buf = &mut batch.buf;
         buf.clear();
         while buf.len() < BATCH_BLOCKS * B as usize {
             let Some(&ext) = self.extents.get(self.next) else {
@@ -127,13 +195,19 @@ impl Producer<'_> {
                 Extent::File { node, count, .. } => {
                     let src = self.scan.source(node);
                     if self.file.is_none() {
-                        self.file = Some((open(src)?, self.hash_files.then(Sha256::new)));
+                        self.file = Some((Arc::new(open(src)?), self.hash_files.then(Sha256::new)));
                     }
                     let (f, h) = self.file.as_mut().expect("opened");
                     let n = room.min(count - self.done);
                     let start = buf.len();
                     buf.resize(start + (n * B) as usize, 0);
-                    f.read_exact(&mut buf[start..]).with_context(|| {
+                    batch.segs.push(Seg {
+                        src: Arc::clone(f),
+                        file_off: self.done * B,
+                        buf_off: start,
+                        len: (n * B) as usize,
+                    });
+                    (&**f).read_exact(&mut buf[start..]).with_context(|| {
                         format!(
                             "`{}` is shorter than when it was scanned",
                             src.path.display()
@@ -207,14 +281,17 @@ pub fn pack_into(
         hash_files,
         sha256: HashMap::new(),
     };
-    let (full_tx, full_rx) = sync_channel::<Result<Vec<u8>>>(1);
-    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(2);
-    empty_tx
-        .send(Vec::with_capacity(BATCH_BLOCKS * B as usize))
-        .expect("fresh channel");
-    empty_tx
-        .send(Vec::with_capacity(BATCH_BLOCKS * B as usize))
-        .expect("fresh channel");
+    let clone = out.is_some_and(reflinks);
+    let (full_tx, full_rx) = sync_channel::<Result<Batch>>(1);
+    let (empty_tx, empty_rx) = sync_channel::<Batch>(2);
+    for _ in 0..2 {
+        let buf = Vec::with_capacity(BATCH_BLOCKS * B as usize);
+        let batch = Batch {
+            buf,
+            segs: Vec::new(),
+        };
+        empty_tx.send(batch).expect("fresh channel");
+    }
 
     let (result, mut sha256) = std::thread::scope(|sc| {
         let prod = sc.spawn(move || {
@@ -237,10 +314,11 @@ pub fn pack_into(
         let mut pos = 0u64;
         let result = (|| -> Result<()> {
             for batch in full_rx.iter() {
-                let buf = batch?;
+                let batch = batch?;
+                let buf = &batch.buf;
                 let (written, digests) = pool.install(|| {
                     rayon::join(
-                        || put(&buf, pos * B),
+                        || out.map_or(Ok(()), |f| write_batch(f, &batch, pos * B, clone)),
                         || {
                             buf.par_chunks(B as usize)
                                 .map(|blk| builder.hasher().hash(blk))
@@ -254,7 +332,7 @@ pub fn pack_into(
                     put(blk, off).with_context(|| write_err("a hash block", off))
                 })?;
                 pos += (buf.len() as u64) / B;
-                if empty_tx.send(buf).is_err() {
+                if empty_tx.send(batch).is_err() {
                     break;
                 }
             }
@@ -269,6 +347,18 @@ pub fn pack_into(
         (result, prod.join().expect("producer thread panicked"))
     });
     result?;
+    // Cloned ranges are shared after the read that hashed them: make sure
+    // no input changed in between (and, for every mode, since its read).
+    for src in scan.sources.iter().flatten() {
+        let m = std::fs::metadata(&src.path)
+            .with_context(|| format!("cannot stat `{}`", src.path.display()))?;
+        if m.len() != src.size || Source::stamp_of(&m) != src.stamp {
+            bail!(
+                "`{}` changed while it was being packed; nothing was written",
+                src.path.display()
+            );
+        }
+    }
     let root = builder.finish(|idx, blk| -> Result<()> {
         let off = hash_base + idx * B;
         put(blk, off).with_context(|| write_err("a hash block", off))
