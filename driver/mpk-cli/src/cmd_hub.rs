@@ -1,9 +1,461 @@
-//! Hugging Face Hub commands (placeholder, being written).
-use clap::Subcommand;
+//! Hugging Face Hub commands, flattened into the top level: `mpk lock`,
+//! `mpk fetch`, `mpk build`, `mpk reproduce` and `mpk identity`. The Hub
+//! and cache work is `mpk_hub`'s; this module composes it with the pack
+//! engine (`build` is lock → fetch → pack; `reproduce` streams the same
+//! pack without writing an image).
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Args, Subcommand};
+use mpk_erofs::{NodeId, NodeKind};
+use mpk_hub::fetch::{Event, fetch_lock, lock_repo};
+use mpk_hub::{HfCache, Hub, HubConfig, Lock};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+
+use crate::cmd_pack::{Backend, PackArgs, SCHEMA};
+use crate::identity::Identity;
+use crate::reference::Reference;
+use crate::scan;
+
 /// Hub subcommands, flattened into the top level.
 #[derive(Debug, Subcommand)]
-pub enum HubCommand {}
+pub enum HubCommand {
+    /// Pin a Hub repo at a commit: write a lock file (JSON, schema version 1).
+    Lock(LockArgs),
+    /// Download every file of a lock into the Hugging Face cache, verified.
+    Fetch(FetchArgs),
+    /// Lock (or use --lock), fetch and pack: OUTDIR/<org>/<name>/<commit>.{mpk,info,manifest.json}.
+    Build(BuildArgs),
+    /// Recompute a reference without writing an image; exit 0 only if it equals --expect.
+    Reproduce(ReproduceArgs),
+    /// Print the content-derived revision of a folder (for private weights).
+    Identity(IdentityArgs),
+}
+
+/// Arguments of `mpk lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// `ORG/NAME[@REV]` (REV: branch, tag or commit; default `main`).
+    pub repo: String,
+    /// Write the lock here (default: standard output).
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<Utf8PathBuf>,
+    /// Pin only the files these patterns select (repeatable; `*`, `?`, `**`, `dir/`).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `mpk fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The lock file.
+    pub lock: Utf8PathBuf,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `mpk build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// `ORG/NAME[@REV]` (REV: branch, tag or commit; default `main`, or the lock's).
+    pub repo: String,
+    /// Output folder; files go to `<org>/<name>/<commit>.*` below it.
+    #[arg(short = 'o', long = "output")]
+    pub output: Utf8PathBuf,
+    /// Use this lock instead of locking now.
+    #[arg(long)]
+    pub lock: Option<Utf8PathBuf>,
+    /// Pin only the files these patterns select (without --lock).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Hashing threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Replace existing outputs.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `mpk reproduce`.
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// `ORG/NAME@REV`: the identity (with --dir), or the repo to lock and fetch.
+    pub id: Option<String>,
+    /// Local files instead of the Hub.
+    #[arg(long, conflicts_with = "lock")]
+    pub dir: Option<Utf8PathBuf>,
+    /// The lock to fetch (required when it pins part of a repo).
+    #[arg(long)]
+    pub lock: Option<Utf8PathBuf>,
+    /// The identity (with --dir), instead of the positional argument.
+    #[arg(long)]
+    pub identity: Option<Identity>,
+    /// The expected reference, or an `.info` file holding it.
+    #[arg(long)]
+    pub expect: String,
+    /// Hashing threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `mpk identity`.
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// The model folder (normalised as `mpk pack` does).
+    pub dir: Utf8PathBuf,
+}
+
 /// Runs a Hub subcommand.
-pub fn run(c: HubCommand) -> anyhow::Result<()> {
-    match c {}
+pub fn run(c: HubCommand) -> Result<()> {
+    match c {
+        HubCommand::Lock(a) => run_lock(a),
+        HubCommand::Fetch(a) => run_fetch(a),
+        HubCommand::Build(a) => run_build(a),
+        HubCommand::Reproduce(a) => run_reproduce(a),
+        HubCommand::Identity(a) => {
+            println!("{}", content_revision(&a.dir)?);
+            Ok(())
+        }
+    }
+}
+
+/// The content-derived revision of a folder: the first 20 bytes (40
+/// lowercase hex) of SHA-256 over `path NUL size NUL sha256hex LF` for
+/// every regular file, sorted by path bytes; paths are `/`-separated and
+/// relative, after `mpk pack`'s normalisation (top-level `.cache` left
+/// out, symlinks followed), sizes decimal, hashes lowercase hex.
+pub fn content_revision(dir: &Utf8Path) -> Result<String> {
+    let scan = scan::scan(dir.as_std_path())?;
+    let sums = crate::hashing::file_sha256s(&scan)?;
+    let mut files: Vec<(String, u64, String)> = (0..scan.tree.len())
+        .map(NodeId)
+        .filter_map(|id| match scan.tree.node(id).kind {
+            NodeKind::File { size } => Some((scan.tree.path(id), size, hex::encode(sums[&id]))),
+            NodeKind::Dir { .. } => None,
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(content_revision_of(&files))
+}
+
+/// [`content_revision`] over `(path, size, sha256 hex)`, already sorted.
+pub fn content_revision_of(files: &[(String, u64, String)]) -> String {
+    let mut h = Sha256::new();
+    for (p, size, sha) in files {
+        h.update(format!("{p}\0{size}\0{sha}\n").as_bytes());
+    }
+    hex::encode(&h.finalize()[..20])
+}
+
+fn split_repo(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('@') {
+        Some((r, v)) => (r, Some(v)),
+        None => (s, None),
+    }
+}
+
+fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
+    move |e| {
+        if quiet {
+            return;
+        }
+        match e {
+            Event::Cached(p, n) => eprintln!("cached     {p} ({n} bytes, verified)"),
+            Event::Start(p, from, n) if from > 0 => {
+                eprintln!("resuming   {p} at byte {from} of {n}")
+            }
+            Event::Start(p, _, n) => eprintln!("fetching   {p} ({n} bytes)"),
+            Event::Done(p) => eprintln!("verified   {p}"),
+            Event::Retry(p, why) => eprintln!("retrying   {p}: {why}"),
+            Event::Bytes(_) => {}
+        }
+    }
+}
+
+fn hub() -> (Hub, HfCache) {
+    (Hub::new(HubConfig::from_env()), HfCache::from_env())
+}
+
+fn run_lock(a: LockArgs) -> Result<()> {
+    let (hub, cache) = hub();
+    let (repo, rev) = split_repo(&a.repo);
+    let include = (!a.include.is_empty()).then_some(a.include);
+    let lock = lock_repo(
+        &hub,
+        &cache,
+        repo,
+        rev.unwrap_or("main"),
+        include,
+        &mut printer(a.quiet),
+    )
+    .with_context(|| format!("cannot lock {}", a.repo))?;
+    match a.output {
+        Some(p) => write_atomic(&p, lock.to_json().as_bytes())?,
+        None => print!("{}", lock.to_json()),
+    }
+    Ok(())
+}
+
+fn run_fetch(a: FetchArgs) -> Result<()> {
+    let (hub, cache) = hub();
+    let lock = Lock::load(a.lock.as_std_path())?;
+    let dir = fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
+        .with_context(|| format!("cannot fetch {}", lock.identity))?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
+/// A folder of symlinks to the cached blobs of exactly the lock's files
+/// (the snapshot folder may hold more files of that commit).
+fn stage(cache: &HfCache, lock: &Lock) -> Result<tempfile::TempDir> {
+    let t = tempfile::Builder::new()
+        .prefix("mpk-stage.")
+        .tempdir()
+        .context("cannot create a staging folder")?;
+    for f in &lock.files {
+        let link = t.path().join(&f.path);
+        if let Some(p) = link.parent() {
+            std::fs::create_dir_all(p)
+                .with_context(|| format!("cannot create `{}`", p.display()))?;
+        }
+        let blob = cache.blob_path(lock.repo(), f.etag());
+        std::os::unix::fs::symlink(&blob, &link)
+            .with_context(|| format!("cannot link `{}`", link.display()))?;
+    }
+    Ok(t)
+}
+
+/// Resolves the lock `build`/`reproduce` work from.
+fn resolve_lock(
+    hub: &Hub,
+    cache: &HfCache,
+    repo_arg: &str,
+    lock: Option<&Utf8Path>,
+    include: Vec<String>,
+    quiet: bool,
+) -> Result<Lock> {
+    let (repo, rev) = split_repo(repo_arg);
+    let Some(path) = lock else {
+        let include = (!include.is_empty()).then_some(include);
+        return lock_repo(
+            hub,
+            cache,
+            repo,
+            rev.unwrap_or("main"),
+            include,
+            &mut printer(quiet),
+        )
+        .with_context(|| format!("cannot lock {repo_arg}"));
+    };
+    let lock = Lock::load(path.as_std_path())?;
+    if repo != lock.repo() {
+        bail!("`{path}` locks {}, not {repo}", lock.repo());
+    }
+    if let Some(rev) = rev {
+        if rev != lock.commit() {
+            if mpk_hub::oid::is_hex(rev, 40) {
+                bail!(
+                    "`{path}` pins commit {}, but commit {rev} was asked for",
+                    lock.commit()
+                );
+            }
+            let now = hub
+                .revision(repo, rev)
+                .with_context(|| format!("cannot resolve {repo}@{rev}"))?;
+            if now != lock.commit() {
+                return Err(mpk_hub::Error::RevisionMoved {
+                    repo: repo.into(),
+                    rev: rev.into(),
+                    hub: now,
+                    lock: lock.commit().into(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(lock)
+}
+
+/// The manifest beside a built image.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    /// `mpk-manifest/1`.
+    pub manifest: &'static str,
+    /// The model identity.
+    pub identity: String,
+    /// The reference (`.info` contents).
+    pub reference: String,
+    /// Image schema.
+    pub schema: &'static str,
+    /// SHA-256 of the canonical lock.
+    pub lock_digest: String,
+    /// The lock's include list.
+    pub include: Option<Vec<String>>,
+    /// Per file, in image order.
+    pub files: Vec<crate::cmd_pack::FileReport>,
+    /// mpk version.
+    pub mpk_version: &'static str,
+}
+
+fn run_build(a: BuildArgs) -> Result<()> {
+    let (hub, cache) = hub();
+    let lock = resolve_lock(&hub, &cache, &a.repo, a.lock.as_deref(), a.include, a.quiet)?;
+    fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
+        .with_context(|| format!("cannot fetch {}", lock.identity))?;
+    let identity: Identity = lock.identity.parse()?;
+    let (org, name) = lock.repo().split_once('/').expect("validated repo");
+    let dir = a.output.join(org).join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{dir}`"))?;
+    let base = dir.join(lock.commit());
+    let manifest_path = base.with_extension("manifest.json");
+    if !a.force && manifest_path.exists() {
+        bail!("`{manifest_path}` already exists; pass --force to replace it");
+    }
+    let staging = stage(&cache, &lock)?;
+    let args = PackArgs {
+        dir: Utf8PathBuf::from_path_buf(staging.path().to_owned())
+            .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary folder {}", p.display()))?,
+        identity,
+        output: base.with_extension("mpk"),
+        threads: a.threads,
+        json: false,
+        force: a.force,
+        backend: Backend::Native,
+    };
+    let report = crate::cmd_pack::pack(&args, true)?;
+    let wrong = report.files.iter().find_map(|f| {
+        let l = lock.files.iter().find(|l| l.path == f.path);
+        match l {
+            Some(l) if f.sha256.as_deref() == Some(&l.sha256) => None,
+            _ => Some(f.path.clone()),
+        }
+    });
+    if let Some(p) =
+        wrong.or((report.files.len() != lock.files.len()).then(|| "(file count)".into()))
+    {
+        let _ = std::fs::remove_file(&args.output);
+        let _ = std::fs::remove_file(base.with_extension("info"));
+        bail!("`{p}` changed between its verification and packing; nothing was kept");
+    }
+    let m = Manifest {
+        manifest: "mpk-manifest/1",
+        identity: report.identity.clone(),
+        reference: report.reference.clone(),
+        schema: SCHEMA,
+        lock_digest: lock.digest(),
+        include: lock.include.clone(),
+        files: report.files,
+        mpk_version: env!("CARGO_PKG_VERSION"),
+    };
+    let mut text = serde_json::to_string_pretty(&m)?;
+    text.push('\n');
+    write_atomic(&manifest_path, text.as_bytes())?;
+    println!("{}", report.reference);
+    Ok(())
+}
+
+fn run_reproduce(a: ReproduceArgs) -> Result<()> {
+    let expect = Reference::load(&a.expect)?;
+    let (identity, _staging, dir) = if let Some(dir) = &a.dir {
+        let identity = match (&a.identity, &a.id) {
+            (Some(i), None) => i.clone(),
+            (None, Some(s)) => s.parse()?,
+            (Some(i), Some(s)) if s.parse::<Identity>()? == *i => i.clone(),
+            (Some(_), Some(_)) => bail!("the positional identity and --identity differ"),
+            (None, None) => bail!("--dir needs the identity: ORG/NAME@REV or --identity"),
+        };
+        (identity, None, dir.as_std_path().to_owned())
+    } else {
+        let (hub, cache) = hub();
+        let repo_arg = match (&a.id, &a.lock) {
+            (Some(s), _) => s.clone(),
+            (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),
+            (None, None) => bail!("give ORG/NAME@REV, --lock FILE or --dir DIR"),
+        };
+        let lock = resolve_lock(
+            &hub,
+            &cache,
+            &repo_arg,
+            a.lock.as_deref(),
+            Vec::new(),
+            a.quiet,
+        )?;
+        fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
+            .with_context(|| format!("cannot fetch {}", lock.identity))?;
+        let staging = stage(&cache, &lock)?;
+        let dir = staging.path().to_owned();
+        (lock.identity.parse()?, Some(staging), dir)
+    };
+    let got = reproduce_dir(&dir, &identity, a.threads)?;
+    println!("{got}");
+    if got != expect {
+        bail!("computed reference {got} differs from the expected {expect}");
+    }
+    Ok(())
+}
+
+/// The reference `mpk pack` would write for `dir`, computed without
+/// writing anything.
+pub fn reproduce_dir(
+    dir: &std::path::Path,
+    identity: &Identity,
+    threads: Option<usize>,
+) -> Result<Reference> {
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let uuid = identity.uuid();
+    let scan = scan::scan(dir)?;
+    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
+        .with_context(|| format!("cannot lay out `{}`", dir.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .context("cannot start the hashing threads")?;
+    let packed = crate::pack::pack_into(
+        &scan,
+        &layout,
+        &identity.salt(),
+        *uuid.as_bytes(),
+        None,
+        &pool,
+        false,
+    )?;
+    Ok(Reference {
+        root: packed.root,
+        hash_offset: packed.hash_offset,
+        uuid,
+    })
+}
+
+fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_str().is_empty() => p,
+        _ => Utf8Path::new("."),
+    };
+    let mut t = tempfile::Builder::new()
+        .prefix(".mpk.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
+    t.write_all(bytes)
+        .and_then(|()| t.as_file().sync_all())
+        .with_context(|| format!("cannot write `{path}`"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o644))?;
+    t.persist(path)
+        .with_context(|| format!("cannot write `{path}`"))?;
+    Ok(())
 }

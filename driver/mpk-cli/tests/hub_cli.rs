@@ -1,0 +1,537 @@
+//! Issue 3: `mpk identity`, `mpk reproduce`, `mpk lock`, `mpk fetch` and
+//! `mpk build` against a mock Hub on 127.0.0.1 that speaks the Hub's real
+//! HTTP interface (only the endpoint differs from production), including
+//! the fault cases: each asserts the error text and that nothing is left
+//! behind (no `.mpk`, no bad blob in the cache).
+
+mod common;
+
+use mpk_hub::mock::MockHub;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const C1: &str = "1111111111111111111111111111111111111111";
+const C2: &str = "2222222222222222222222222222222222222222";
+const REPO: &str = "acme/tiny";
+
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// The synthetic model: LFS and non-LFS files, subfolders, an empty file
+/// and a UTF-8 name.
+fn model(seed: u64) -> Vec<(&'static str, Vec<u8>, bool)> {
+    vec![
+        (".gitattributes", b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n".to_vec(), false),
+        ("config.json", format!("{{\"hidden_size\": {seed}}}\n").into_bytes(), false),
+        ("empty.txt", Vec::new(), false),
+        ("model.safetensors", bytes(seed, 300_000), true),
+        ("sub/dir/weights.bin", bytes(seed + 1, 5000), true),
+        ("tökenizer.json", bytes(seed + 2, 9000), false),
+    ]
+}
+
+struct Env {
+    hub: MockHub,
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let hub = MockHub::start();
+        hub.put(REPO, "main", C1, model(1));
+        Self {
+            hub,
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn cache(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+    fn out(&self) -> PathBuf {
+        self.tmp.path().join("out")
+    }
+    fn mpk(&self) -> Command {
+        let mut c = common::mpk();
+        c.env("HF_ENDPOINT", &self.hub.endpoint)
+            .env("HF_HUB_CACHE", self.cache())
+            .env("HOME", self.tmp.path())
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HOME")
+            .env_remove("HF_HUB_OFFLINE");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.mpk().args(args).output().unwrap()
+    }
+    fn build(&self, extra: &[&str]) -> Output {
+        let out = self.out();
+        let mut a = vec!["build", "acme/tiny", "-o", out.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        self.run(&a)
+    }
+    /// No image anywhere under OUTDIR and no bad or partial blob in the cache.
+    fn assert_nothing_left(&self) {
+        let mut images = Vec::new();
+        walk(&self.out(), &mut |p| {
+            if p.extension().is_some_and(|e| e == "mpk" || e == "tmp") {
+                images.push(p.to_owned())
+            }
+        });
+        assert!(images.is_empty(), "left behind: {images:?}");
+        walk(&self.cache(), &mut |p| {
+            assert!(
+                !p.to_string_lossy().ends_with(".incomplete"),
+                "partial blob left: {}",
+                p.display()
+            );
+            if p.parent().is_some_and(|d| d.ends_with("blobs")) {
+                let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+                let data = std::fs::read(p).unwrap();
+                let ok = hex::encode(Sha256::digest(&data)) == name || git_oid(&data) == name;
+                assert!(ok, "bad blob kept in the cache: {}", p.display());
+            }
+        });
+    }
+}
+
+fn git_oid(d: &[u8]) -> String {
+    mpk_hub::oid::git_blob_sha1(d)
+}
+
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "mpk failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn fails(o: &Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "mpk succeeded; stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error lacks `{n}`: {err}");
+    }
+    err
+}
+
+fn write_model(dir: &Path, files: &[(&str, Vec<u8>, bool)]) {
+    for (p, d, _) in files {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, d).unwrap();
+    }
+}
+
+fn pack_local(dir: &Path, identity: &str, out: &Path) -> String {
+    let o = common::mpk()
+        .args(["pack", dir.to_str().unwrap(), "--identity", identity, "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    ok(&o)
+}
+
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    walk(dir, &mut |p| v.push(p.to_owned()));
+    v.sort();
+    v
+}
+
+#[test]
+fn identity_is_the_documented_content_hash() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("m");
+    write_model(&d, &model(7));
+    // Left out, as `mpk pack` leaves it out.
+    write_model(&d, &[(".cache/huggingface/x.lock", b"x".to_vec(), false)]);
+    let mut files: Vec<_> = model(7)
+        .into_iter()
+        .map(|(p, d, _)| (p.to_owned(), d.len(), hex::encode(Sha256::digest(&d))))
+        .collect();
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut h = Sha256::new();
+    for (p, n, s) in &files {
+        h.update(format!("{p}\0{n}\0{s}\n"));
+    }
+    let want = hex::encode(&h.finalize()[..20]);
+    let o = common::mpk()
+        .args(["identity", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let rev = ok(&o);
+    assert_eq!(rev, want);
+    // A private model packs under that revision.
+    let r = pack_local(&d, &format!("private/model@{rev}"), &t.path().join("p.mpk"));
+    assert!(r.contains('_'));
+    // Any byte changes it.
+    std::fs::write(d.join("empty.txt"), b"!").unwrap();
+    let o = common::mpk()
+        .args(["identity", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ne!(ok(&o), want);
+}
+
+#[test]
+fn reproduce_dir_equals_pack_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("m");
+    write_model(&d, &model(3));
+    let id = format!("acme/tiny@{C1}");
+    let info = t.path().join("o.info");
+    let reference = pack_local(&d, &id, &t.path().join("o.mpk"));
+    let before = listing(t.path());
+    for args in [
+        vec![
+            "reproduce",
+            &id,
+            "--dir",
+            d.to_str().unwrap(),
+            "--expect",
+            &reference,
+        ],
+        vec![
+            "reproduce",
+            "--identity",
+            &id,
+            "--dir",
+            d.to_str().unwrap(),
+            "--expect",
+            info.to_str().unwrap(),
+        ],
+    ] {
+        let o = common::mpk()
+            .args(&args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert_eq!(ok(&o), reference);
+    }
+    // A wrong reference (another identity) is refused, naming both.
+    let other = format!("acme/tiny@{C2}");
+    let o = common::mpk()
+        .args([
+            "reproduce",
+            &other,
+            "--dir",
+            d.to_str().unwrap(),
+            "--expect",
+            &reference,
+        ])
+        .output()
+        .unwrap();
+    let err = fails(&o, &["differs from the expected", &reference]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).trim() != reference,
+        "{err}"
+    );
+    assert_eq!(listing(t.path()), before, "reproduce wrote files");
+}
+
+#[test]
+fn build_equals_pack_and_reproduce() {
+    let e = Env::new();
+    let lockf = e.tmp.path().join("tiny.lock.json");
+    ok(&e.run(&["lock", "acme/tiny", "-o", lockf.to_str().unwrap(), "-q"]));
+    let lock = mpk_hub::Lock::load(&lockf).unwrap();
+    assert_eq!(lock.identity, format!("{REPO}@{C1}"));
+    assert_eq!(lock.files.len(), 6);
+    let st = lock
+        .files
+        .iter()
+        .find(|f| f.path == "model.safetensors")
+        .unwrap();
+    assert_eq!(st.lfs_sha256.as_deref(), Some(st.sha256.as_str()));
+    // Paginated tree (page of 3: 6 files + 2 folders) followed to the end.
+    let log = e.hub.log();
+    assert!(log.iter().any(|l| l.contains("cursor=6")), "{log:?}");
+    let reference = ok(&e.build(&["--lock", lockf.to_str().unwrap()]));
+    // LFS bytes came from the separate download path, always by commit.
+    let log = e.hub.log();
+    assert!(
+        log.iter().any(|l| l.starts_with("GET /lfs-cdn/")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .filter(|l| l.contains("/resolve/"))
+            .all(|l| l.contains(C1)),
+        "{log:?}"
+    );
+    let dir = e.out().join("acme/tiny");
+    let built = std::fs::read(dir.join(format!("{C1}.mpk"))).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join(format!("{C1}.info"))).unwrap(),
+        reference
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{C1}.manifest.json"))).unwrap())
+            .unwrap();
+    assert_eq!(m["reference"], reference.as_str());
+    assert_eq!(m["lock_digest"], lock.digest().as_str());
+    assert_eq!(m["files"].as_array().unwrap().len(), 6);
+    // Same bytes as `mpk pack` on the same files.
+    let local = e.tmp.path().join("local");
+    write_model(&local, &model(1));
+    let p = e.tmp.path().join("p.mpk");
+    assert_eq!(pack_local(&local, &format!("{REPO}@{C1}"), &p), reference);
+    assert!(std::fs::read(&p).unwrap() == built, "build and pack differ");
+    // The HF snapshot has the files as links into blobs.
+    let snap = e.cache().join(format!(
+        "models--acme--tiny/snapshots/{C1}/sub/dir/weights.bin"
+    ));
+    assert_eq!(std::fs::read(&snap).unwrap(), model(1)[4].1);
+    // `mpk reproduce` from the lock (cached) and from the Hub agree.
+    ok(&e.run(&[
+        "reproduce",
+        "--lock",
+        lockf.to_str().unwrap(),
+        "--expect",
+        &reference,
+        "-q",
+    ]));
+    ok(&e.run(&[
+        "reproduce",
+        &format!("{REPO}@main"),
+        "--expect",
+        &reference,
+        "-q",
+    ]));
+    let bad = reference.replacen(
+        &reference[..2],
+        if &reference[..2] == "00" { "11" } else { "00" },
+        1,
+    );
+    fails(
+        &e.run(&[
+            "reproduce",
+            "--lock",
+            lockf.to_str().unwrap(),
+            "--expect",
+            &bad,
+            "-q",
+        ]),
+        &["differs from the expected"],
+    );
+    // Offline: everything from the cache.
+    let o = e
+        .mpk()
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["fetch", lockf.to_str().unwrap(), "-q"])
+        .output()
+        .unwrap();
+    ok(&o);
+}
+
+#[test]
+fn include_list_pins_part_of_a_repo() {
+    let e = Env::new();
+    let lockf = e.tmp.path().join("part.lock.json");
+    ok(&e.run(&[
+        "lock",
+        "acme/tiny",
+        "--include",
+        "*.json",
+        "--include",
+        "sub/",
+        "-o",
+        lockf.to_str().unwrap(),
+        "-q",
+    ]));
+    let lock = mpk_hub::Lock::load(&lockf).unwrap();
+    let paths: Vec<_> = lock.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["config.json", "sub/dir/weights.bin", "tökenizer.json"]
+    );
+    let r = ok(&e.build(&["--lock", lockf.to_str().unwrap(), "-q"]));
+    let local = e.tmp.path().join("local");
+    let part: Vec<_> = model(1)
+        .into_iter()
+        .filter(|f| paths.contains(&f.0))
+        .collect();
+    write_model(&local, &part);
+    assert_eq!(
+        pack_local(&local, &format!("{REPO}@{C1}"), &e.tmp.path().join("p.mpk")),
+        r
+    );
+}
+
+fn lock_then(e: &Env) -> PathBuf {
+    let lockf = e.tmp.path().join("tiny.lock.json");
+    ok(&e.run(&["lock", "acme/tiny", "-o", lockf.to_str().unwrap(), "-q"]));
+    // Start from an empty cache: faults hit the downloads of `build`.
+    std::fs::remove_dir_all(e.cache()).unwrap();
+    lockf
+}
+
+#[test]
+fn fault_lfs_byte_changed() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    e.hub.faults(|f| f.corrupt.push("model.safetensors".into()));
+    let sha = hex::encode(Sha256::digest(&model(1)[3].1));
+    fails(
+        &e.build(&["--lock", l.to_str().unwrap()]),
+        &["model.safetensors", "LFS sha256", &sha, "deleted"],
+    );
+    e.assert_nothing_left();
+}
+
+#[test]
+fn fault_non_lfs_changed() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    e.hub.faults(|f| f.corrupt.push("tökenizer.json".into()));
+    let oid = git_oid(&model(1)[5].1);
+    fails(
+        &e.build(&["--lock", l.to_str().unwrap()]),
+        &["tökenizer.json", "git blob sha1", &oid],
+    );
+    e.assert_nothing_left();
+}
+
+#[test]
+fn fault_truncated_body() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    e.hub
+        .faults(|f| f.truncate.push("model.safetensors".into()));
+    fails(
+        &e.build(&["--lock", l.to_str().unwrap()]),
+        &["model.safetensors", "size mismatch", "300000 bytes"],
+    );
+    e.assert_nothing_left();
+}
+
+#[test]
+fn fault_404() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    e.hub.faults(|f| f.missing.push("config.json".into()));
+    fails(
+        &e.build(&["--lock", l.to_str().unwrap()]),
+        &["404", "config.json"],
+    );
+    e.assert_nothing_left();
+}
+
+#[test]
+fn fault_500_then_ok_and_dropped_connection_resumes() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    e.hub.faults(|f| {
+        f.fail_500.insert("model.safetensors".into(), 2);
+        f.drop_after.insert("tökenizer.json".into(), (4000, 1));
+    });
+    let o = e.build(&["--lock", l.to_str().unwrap()]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("resuming   tökenizer.json at byte 4000"),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 500"), "{err}");
+    assert!(e.hub.log().iter().any(|l| l.ends_with("range=4000-")));
+}
+
+#[test]
+fn fault_gated_without_token() {
+    let e = Env::new();
+    e.hub.gate(REPO);
+    fails(&e.build(&[]), &["401", "HF_TOKEN"]);
+    e.assert_nothing_left();
+    let o = e
+        .mpk()
+        .env("HF_TOKEN", &e.hub.token)
+        .args(["build", "acme/tiny", "-q", "-o"])
+        .arg(e.out())
+        .output()
+        .unwrap();
+    ok(&o);
+}
+
+#[test]
+fn fault_lock_disagrees_with_hub() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    // The lock says config.json is something else than the Hub serves.
+    let mut lock = mpk_hub::Lock::load(&l).unwrap();
+    let f = lock
+        .files
+        .iter_mut()
+        .find(|f| f.path == "config.json")
+        .unwrap();
+    let other = b"{\"hidden_size\": 9}\n";
+    f.git_oid = git_oid(other);
+    f.sha256 = hex::encode(Sha256::digest(other));
+    f.size = other.len() as u64;
+    std::fs::write(&l, lock.to_json()).unwrap();
+    fails(
+        &e.build(&["--lock", l.to_str().unwrap()]),
+        &["lock disagrees with the Hub", "config.json"],
+    );
+    e.assert_nothing_left();
+}
+
+#[test]
+fn fault_branch_moved_after_lock() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    e.hub.put(REPO, "main", C2, model(2));
+    fails(
+        &e.run(&[
+            "build",
+            "acme/tiny@main",
+            "--lock",
+            l.to_str().unwrap(),
+            "-o",
+            e.out().to_str().unwrap(),
+        ]),
+        &[C1, C2, "main"],
+    );
+    e.assert_nothing_left();
+    // By commit, the lock still builds.
+    ok(&e.run(&[
+        "build",
+        &format!("acme/tiny@{C1}"),
+        "--lock",
+        l.to_str().unwrap(),
+        "-q",
+        "-o",
+        e.out().to_str().unwrap(),
+    ]));
+}

@@ -1,0 +1,104 @@
+//! Errors of the Hub client, the cache and lock files. Messages name the
+//! file and, for a bad hash, the expected and the actual value.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong talking to the Hub or the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 401/403: a gated or private repo, or a bad token.
+    #[error(
+        "{url}: HTTP {status}: the repo is gated or private, or the token is not allowed to read it; set HF_TOKEN to a token with access"
+    )]
+    Unauthorized {
+        /// The URL asked for.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// 404.
+    #[error("{url}: HTTP 404: not found ({what})")]
+    NotFound {
+        /// The URL asked for.
+        url: String,
+        /// What was looked up.
+        what: String,
+    },
+    /// Any other unexpected status, after the retries.
+    #[error("{url}: HTTP {status}")]
+    Status {
+        /// The URL asked for.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// Network failure, after the retries.
+    #[error("{url}: {source}")]
+    Network {
+        /// The URL asked for.
+        url: String,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The Hub answered something we cannot use.
+    #[error("{url}: {msg}")]
+    Protocol {
+        /// The URL asked for.
+        url: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A file's bytes do not match a published or locked hash.
+    #[error("`{path}`: {kind} mismatch: expected {expected}, got {actual}{note}")]
+    HashMismatch {
+        /// Path in the repo.
+        path: String,
+        /// Which hash (or size).
+        kind: &'static str,
+        /// Expected value.
+        expected: String,
+        /// Actual value.
+        actual: String,
+        /// What happened to the bad copy.
+        note: &'static str,
+    },
+    /// The Hub and the lock disagree about a file or the commit.
+    #[error("the lock disagrees with the Hub: {0}")]
+    LockMismatch(String),
+    /// A branch or tag no longer points at the locked commit.
+    #[error(
+        "revision `{rev}` of {repo} now points to commit {hub}, but the lock pins commit {lock}; refusing (make a new lock or ask for @{lock})"
+    )]
+    RevisionMoved {
+        /// org/name.
+        repo: String,
+        /// The branch or tag.
+        rev: String,
+        /// Commit it points to now.
+        hub: String,
+        /// Commit in the lock.
+        lock: String,
+    },
+    /// `HF_HUB_OFFLINE` is set and a file is not in the cache.
+    #[error("HF_HUB_OFFLINE is set and `{0}` is not in the cache")]
+    Offline(String),
+    /// An invalid lock file.
+    #[error("invalid lock: {0}")]
+    InvalidLock(String),
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

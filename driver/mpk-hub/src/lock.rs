@@ -1,0 +1,341 @@
+//! Lock files: the exact file set of one Hub commit, pinned by the Hub's own
+//! hashes plus a plain SHA-256 of every file.
+//!
+//! # Schema, version 1
+//!
+//! A lock is a UTF-8 JSON object (written pretty-printed, two-space indent,
+//! keys in this order, one trailing newline; unknown keys are refused):
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "identity": "org/name@<40 lowercase hex commit>",
+//!   "revision": "main",
+//!   "include": null,
+//!   "files": [
+//!     {
+//!       "path": "model.safetensors",
+//!       "size": 90868376,
+//!       "git_oid": "<40 hex: git blob SHA-1 (of the LFS pointer for LFS files)>",
+//!       "lfs_sha256": "<64 hex: the Hub's lfs.oid; only for LFS files>",
+//!       "sha256": "<64 hex: SHA-256 of the contents, always>"
+//!     }
+//!   ]
+//! }
+//! ```
+//!
+//! - `version`: 1. A reader refuses any other value.
+//! - `identity`: `org/name@commit`, the model identity mpk derives salt and
+//!   UUID from; always the full repo's commit, also when `include` pins only
+//!   part of it.
+//! - `revision`: what was asked for when locking (branch, tag or commit);
+//!   informative, and what `mpk build --lock` compares against the Hub.
+//! - `include`: `null` for the whole repo, or the list of patterns the file
+//!   list was filtered with (`*` and `?` match within one path segment, `**`
+//!   across segments, a trailing `/` matches everything below a folder).
+//! - `files`: every file, sorted by path bytes, no duplicates; paths are
+//!   relative, `/`-separated, without empty, `.` or `..` segments.
+//!   `git_oid` is the tree's `oid`; for LFS files it must equal the git blob
+//!   SHA-1 of the canonical pointer built from `lfs_sha256` and `size`, and
+//!   `sha256` must equal `lfs_sha256`.
+//!
+//! The lock digest is the SHA-256 of the canonical serialization
+//! ([`Lock::to_json`]).
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::oid::{git_blob_sha1, is_hex, lfs_pointer, sha256_hex};
+use crate::{Error, Result};
+
+/// The only schema version this code reads and writes.
+pub const VERSION: u32 = 1;
+
+/// A lock file (schema version 1, see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// Schema version: 1.
+    pub version: u32,
+    /// `org/name@<40 hex commit>`.
+    pub identity: String,
+    /// The revision asked for when locking (branch, tag or commit).
+    pub revision: String,
+    /// Include patterns, or `None` for the whole repo.
+    pub include: Option<Vec<String>>,
+    /// Every pinned file, sorted by path bytes.
+    pub files: Vec<LockedFile>,
+}
+
+/// One pinned file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedFile {
+    /// Path in the repo.
+    pub path: String,
+    /// Size of the contents in bytes.
+    pub size: u64,
+    /// Git blob SHA-1 (of the pointer file for LFS files): the tree's `oid`.
+    pub git_oid: String,
+    /// The LFS SHA-256 of the contents, for LFS files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_sha256: Option<String>,
+    /// SHA-256 of the contents.
+    pub sha256: String,
+}
+
+impl LockedFile {
+    /// The name of this file's blob in the Hugging Face cache (the Hub's
+    /// ETag): the LFS SHA-256, or else the git blob SHA-1.
+    pub fn etag(&self) -> &str {
+        self.lfs_sha256.as_deref().unwrap_or(&self.git_oid)
+    }
+}
+
+/// Checks a repo id `org/name`.
+pub fn check_repo(repo: &str) -> Result<()> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 96
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match repo.split_once('/') {
+        Some((o, n)) if ok(o) && ok(n) => Ok(()),
+        _ => Err(Error::InvalidLock(format!(
+            "repo `{repo}` is not ORG/NAME (letters, digits, `-`, `_`, `.`)"
+        ))),
+    }
+}
+
+/// Checks a path inside a repo.
+pub fn check_path(p: &str) -> Result<()> {
+    if p.is_empty()
+        || p.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || p.contains('\0')
+    {
+        return Err(Error::InvalidLock(format!(
+            "path `{p}` is not a relative path without empty, `.` or `..` segments"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `path` matches one include pattern.
+pub fn glob_match(pattern: &str, path: &str) -> bool {
+    if let Some(dir) = pattern.strip_suffix('/') {
+        return path.starts_with(pattern) || glob_match(&format!("{dir}/**"), path);
+    }
+    fn m(p: &[u8], s: &[u8]) -> bool {
+        match p {
+            [] => s.is_empty(),
+            [b'*', b'*', rest @ ..] => match rest.strip_prefix(b"/") {
+                Some(r) => (0..=s.len()).any(|i| (i == 0 || s[i - 1] == b'/') && m(r, &s[i..])),
+                None => (0..=s.len()).any(|i| m(rest, &s[i..])),
+            },
+            [b'*', rest @ ..] => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| m(rest, &s[i..])),
+            [b'?', rest @ ..] => matches!(s, [c, t @ ..] if *c != b'/' && m(rest, t)),
+            [c, rest @ ..] => matches!(s, [d, t @ ..] if c == d && m(rest, t)),
+        }
+    }
+    m(pattern.as_bytes(), path.as_bytes())
+}
+
+/// Whether `path` is selected by `include` (`None`: everything).
+pub fn included(include: Option<&[String]>, path: &str) -> bool {
+    include.is_none_or(|pats| pats.iter().any(|p| glob_match(p, path)))
+}
+
+impl Lock {
+    /// `org/name`.
+    pub fn repo(&self) -> &str {
+        self.identity.split_once('@').map_or("", |(r, _)| r)
+    }
+
+    /// The 40-hex commit.
+    pub fn commit(&self) -> &str {
+        self.identity.split_once('@').map_or("", |(_, c)| c)
+    }
+
+    /// Checks every rule of the schema.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidLock(m));
+        if self.version != VERSION {
+            return bad(format!(
+                "version {} is not supported (this mpk reads version {VERSION})",
+                self.version
+            ));
+        }
+        let Some((repo, commit)) = self.identity.split_once('@') else {
+            return bad(format!("identity `{}` has no `@commit`", self.identity));
+        };
+        check_repo(repo)?;
+        if !is_hex(commit, 40) {
+            return bad(format!(
+                "identity `{}`: `{commit}` is not a 40-hex lowercase commit",
+                self.identity
+            ));
+        }
+        if self.revision.is_empty() {
+            return bad("revision is empty".into());
+        }
+        if let Some(inc) = &self.include {
+            if inc.is_empty() || inc.iter().any(String::is_empty) {
+                return bad("include must be null or a list of non-empty patterns".into());
+            }
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            check_path(&f.path)?;
+            if i > 0 && self.files[i - 1].path.as_bytes() >= f.path.as_bytes() {
+                return bad(format!(
+                    "files are not sorted by path without duplicates at `{}`",
+                    f.path
+                ));
+            }
+            if !included(self.include.as_deref(), &f.path) {
+                return bad(format!("`{}` is not selected by include", f.path));
+            }
+            if !is_hex(&f.git_oid, 40) || !is_hex(&f.sha256, 64) {
+                return bad(format!(
+                    "`{}`: git_oid or sha256 is not lowercase hex of the right length",
+                    f.path
+                ));
+            }
+            if let Some(l) = &f.lfs_sha256 {
+                if l != &f.sha256 {
+                    return bad(format!(
+                        "`{}`: lfs_sha256 {l} differs from sha256 {}",
+                        f.path, f.sha256
+                    ));
+                }
+                let p = git_blob_sha1(lfs_pointer(l, f.size).as_bytes());
+                if p != f.git_oid {
+                    return bad(format!(
+                        "`{}`: git_oid {} is not the blob of the LFS pointer ({p})",
+                        f.path, f.git_oid
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical serialization: pretty JSON and one newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a lock serializes");
+        s.push('\n');
+        s
+    }
+
+    /// SHA-256 (hex) of [`Lock::to_json`].
+    pub fn digest(&self) -> String {
+        sha256_hex(self.to_json().as_bytes())
+    }
+
+    /// Parses and validates a lock.
+    pub fn parse(text: &str) -> Result<Self> {
+        let l: Self = serde_json::from_str(text).map_err(|e| Error::InvalidLock(e.to_string()))?;
+        l.validate()?;
+        Ok(l)
+    }
+
+    /// Reads, parses and validates a lock file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::InvalidLock(m) => Error::InvalidLock(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, data: &[u8], lfs: bool) -> LockedFile {
+        let sha = sha256_hex(data);
+        LockedFile {
+            path: path.into(),
+            size: data.len() as u64,
+            git_oid: if lfs {
+                git_blob_sha1(lfs_pointer(&sha, data.len() as u64).as_bytes())
+            } else {
+                git_blob_sha1(data)
+            },
+            lfs_sha256: lfs.then(|| sha.clone()),
+            sha256: sha,
+        }
+    }
+
+    fn lock() -> Lock {
+        Lock {
+            version: 1,
+            identity: format!("org/name@{}", "a".repeat(40)),
+            revision: "main".into(),
+            include: None,
+            files: vec![file("a.json", b"{}", false), file("w/x.bin", b"xx", true)],
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_digest() {
+        let l = lock();
+        l.validate().unwrap();
+        let back = Lock::parse(&l.to_json()).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(back.digest(), l.digest());
+        assert!(l.to_json().contains("\"include\": null"));
+    }
+
+    #[test]
+    fn refusals() {
+        let j = lock().to_json();
+        for (from, to) in [
+            ("\"version\": 1", "\"version\": 2"),
+            (
+                "\"revision\": \"main\",",
+                "\"revision\": \"main\", \"x\": 1,",
+            ),
+            ("org/name@", "org/name@b"),
+            ("a.json", "../a.json"),
+            ("a.json", "z.json"),
+            ("\"include\": null", "\"include\": [\"*.json\"]"),
+        ] {
+            assert!(
+                Lock::parse(&j.replacen(from, to, 1)).is_err(),
+                "{from} → {to}"
+            );
+        }
+        let mut l = lock();
+        l.files[1].git_oid = "b".repeat(40);
+        assert!(l.validate().is_err());
+        let mut l = lock();
+        l.files[1].sha256 = "b".repeat(64);
+        assert!(l.validate().is_err());
+    }
+
+    #[test]
+    fn globs() {
+        for (p, s, want) in [
+            ("*.json", "config.json", true),
+            ("*.json", "sub/config.json", false),
+            ("**/*.json", "sub/config.json", true),
+            ("**/*.json", "config.json", true),
+            ("**", "a/b/c", true),
+            ("1_Pooling/", "1_Pooling/config.json", true),
+            ("1_Pooling/", "1_Poolingx", false),
+            ("model.safetensors", "model.safetensors", true),
+            ("model.?afetensors", "model.safetensors", true),
+            ("onnx/**", "onnx/model.onnx", true),
+            ("onnx/**", "onnxx/model.onnx", false),
+            ("**/x.json", "ax.json", false),
+        ] {
+            assert_eq!(glob_match(p, s), want, "{p} {s}");
+        }
+    }
+}

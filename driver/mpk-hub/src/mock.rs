@@ -1,0 +1,427 @@
+//! A mock Hugging Face Hub for tests (feature `mock`): an HTTP/1.1 server
+//! on 127.0.0.1 (std only, one thread per connection, `Connection: close`)
+//! that speaks the Hub's real interface: revision info, the recursive tree
+//! with `Link` pagination, `resolve` with `X-Repo-Commit`, `ETag`,
+//! `X-Linked-Etag`/`X-Linked-Size` and a redirect of LFS files to a
+//! separate download path, `Range` requests, and a bearer token for gated
+//! repos. Faults can be injected per file path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use crate::oid::{git_blob_sha1, lfs_pointer, sha256_hex};
+
+/// A file of a mock repo.
+#[derive(Debug, Clone)]
+pub struct MockFile {
+    /// Contents.
+    pub data: Arc<Vec<u8>>,
+    /// Stored in LFS.
+    pub lfs: bool,
+}
+
+impl MockFile {
+    /// The tree `oid`.
+    pub fn oid(&self) -> String {
+        if self.lfs {
+            git_blob_sha1(lfs_pointer(&sha256_hex(&self.data), self.data.len() as u64).as_bytes())
+        } else {
+            git_blob_sha1(&self.data)
+        }
+    }
+    /// The ETag (LFS sha256 or git oid).
+    pub fn etag(&self) -> String {
+        if self.lfs {
+            sha256_hex(&self.data)
+        } else {
+            self.oid()
+        }
+    }
+}
+
+/// Injected faults, by file path.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Flip the first byte of the served contents (same size).
+    pub corrupt: Vec<String>,
+    /// Serve the contents short by 1 byte, with a matching Content-Length.
+    pub truncate: Vec<String>,
+    /// 404 on resolve.
+    pub missing: Vec<String>,
+    /// Answer this many 500s before serving the contents.
+    pub fail_500: HashMap<String, u32>,
+    /// Drop the connection after this many body bytes, this many times.
+    pub drop_after: HashMap<String, (usize, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// repo → branch → commit.
+    refs: HashMap<String, HashMap<String, String>>,
+    /// (repo, commit) → files.
+    commits: HashMap<(String, String), BTreeMap<String, MockFile>>,
+    gated: Vec<String>,
+    faults: Faults,
+    log: Vec<String>,
+}
+
+/// A running mock Hub.
+#[derive(Debug, Clone)]
+pub struct MockHub {
+    state: Arc<Mutex<State>>,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The token gated repos require.
+    pub token: String,
+    /// Tree page size (the real Hub uses 1000).
+    pub page: usize,
+}
+
+impl MockHub {
+    /// Starts a server on a free port; it lives as long as the process.
+    pub fn start() -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let endpoint = format!("http://{}", l.local_addr().expect("address"));
+        let hub = Self {
+            state: Arc::default(),
+            endpoint,
+            token: "hf_mocktoken".into(),
+            page: 3,
+        };
+        let h = hub.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    let _ = h.serve(s);
+                });
+            }
+        });
+        hub
+    }
+
+    /// Adds (or replaces) commit `commit` of `repo` with `files`
+    /// (`path → (bytes, lfs)`) and points `branch` at it.
+    pub fn put(&self, repo: &str, branch: &str, commit: &str, files: Vec<(&str, Vec<u8>, bool)>) {
+        let mut s = self.state.lock().expect("lock");
+        let m = files
+            .into_iter()
+            .map(|(p, d, lfs)| {
+                (
+                    p.to_owned(),
+                    MockFile {
+                        data: Arc::new(d),
+                        lfs,
+                    },
+                )
+            })
+            .collect();
+        s.commits.insert((repo.into(), commit.into()), m);
+        s.refs
+            .entry(repo.into())
+            .or_default()
+            .insert(branch.into(), commit.into());
+    }
+
+    /// Requires the token for `repo`.
+    pub fn gate(&self, repo: &str) {
+        self.state.lock().expect("lock").gated.push(repo.into());
+    }
+
+    /// Changes the faults.
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.state.lock().expect("lock").faults);
+    }
+
+    /// Every request so far, as `METHOD path [range]`.
+    pub fn log(&self) -> Vec<String> {
+        self.state.lock().expect("lock").log.clone()
+    }
+
+    fn serve(&self, s: TcpStream) -> std::io::Result<()> {
+        let mut rd = BufReader::new(s.try_clone()?);
+        let mut line = String::new();
+        rd.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if rd.read_line(&mut h)? == 0 || h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let range = headers
+            .get("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|r| r.parse::<usize>().ok());
+        self.state.lock().expect("lock").log.push(format!(
+            "{method} {target}{}",
+            range.map(|r| format!(" range={r}-")).unwrap_or_default()
+        ));
+        let auth = headers.get("authorization").cloned();
+        let r = self.route(&method, &target, range, auth.as_deref());
+        r.write(s, method == "HEAD")
+    }
+
+    fn route(&self, method: &str, target: &str, range: Option<usize>, auth: Option<&str>) -> Resp {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let segs: Vec<String> = path.split('/').skip(1).map(decode).collect();
+        let mut st = self.state.lock().expect("lock");
+        let authed = auth == Some(&format!("Bearer {}", self.token));
+        if segs.first().map(String::as_str) == Some("lfs-cdn") {
+            // /lfs-cdn/<sha256>: the separate download path of LFS files.
+            let sha = segs.get(1).cloned().unwrap_or_default();
+            let found = st
+                .commits
+                .values()
+                .flat_map(|m| m.iter())
+                .find_map(|(p, f)| (f.lfs && f.etag() == sha).then(|| (p.clone(), f.clone())));
+            return match found {
+                Some((p, f)) => content(&mut st, &p, &f, range, Vec::new()),
+                None => Resp::status(404),
+            };
+        }
+        let api = segs.first().map(String::as_str) == Some("api");
+        let rest = if api {
+            &segs[2.min(segs.len())..]
+        } else {
+            &segs[..]
+        };
+        if rest.len() < 4 {
+            return Resp::status(404);
+        }
+        let repo = format!("{}/{}", rest[0], rest[1]);
+        if st.gated.contains(&repo) && !authed {
+            return Resp::status(401);
+        }
+        let rev = rest[3].clone();
+        let commit = match st.refs.get(&repo) {
+            Some(r) if r.contains_key(&rev) => r[&rev].clone(),
+            _ => rev.clone(),
+        };
+        let Some(files) = st.commits.get(&(repo.clone(), commit.clone())).cloned() else {
+            return Resp::status(404);
+        };
+        match (api, rest[2].as_str()) {
+            (true, "revision") => {
+                let sib: Vec<_> = files
+                    .keys()
+                    .map(|p| serde_json::json!({ "rfilename": p }))
+                    .collect();
+                Resp::json(serde_json::json!({ "id": repo, "sha": commit, "siblings": sib }))
+            }
+            (true, "tree") => {
+                let mut entries = Vec::new();
+                let mut dirs = std::collections::BTreeSet::new();
+                for (p, f) in &files {
+                    let mut d = String::new();
+                    for seg in p
+                        .split('/')
+                        .rev()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                    {
+                        d = if d.is_empty() {
+                            seg.to_owned()
+                        } else {
+                            format!("{d}/{seg}")
+                        };
+                        dirs.insert(d.clone());
+                    }
+                    let mut e = serde_json::json!({
+                        "type": "file", "oid": f.oid(), "size": f.data.len(), "path": p,
+                    });
+                    if f.lfs {
+                        e["lfs"] = serde_json::json!({
+                            "oid": f.etag(), "size": f.data.len(),
+                            "pointerSize": lfs_pointer(&f.etag(), f.data.len() as u64).len(),
+                        });
+                    }
+                    entries.push(e);
+                }
+                for d in dirs {
+                    entries.push(serde_json::json!({
+                        "type": "directory", "oid": "0".repeat(40), "path": d,
+                    }));
+                }
+                let start: usize = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("cursor="))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let end = (start + self.page).min(entries.len());
+                let mut r = Resp::json(serde_json::Value::Array(
+                    entries[start.min(end)..end].to_vec(),
+                ));
+                if end < entries.len() {
+                    r.headers.push((
+                        "Link".into(),
+                        format!(
+                            "<{}/api/models/{repo}/tree/{}?recursive=true&cursor={end}>; rel=\"next\"",
+                            self.endpoint,
+                            crate::client::encode(&rev, false)
+                        ),
+                    ));
+                }
+                r
+            }
+            (false, "resolve") => {
+                let fpath = rest[4..].join("/");
+                if st.faults.missing.contains(&fpath) {
+                    return Resp::status(404);
+                }
+                let Some(f) = files.get(&fpath).cloned() else {
+                    return Resp::status(404);
+                };
+                let mut h = vec![
+                    ("X-Repo-Commit".to_owned(), commit.clone()),
+                    ("ETag".to_owned(), format!("\"{}\"", f.oid())),
+                ];
+                if f.lfs {
+                    h.push(("X-Linked-Etag".into(), format!("\"{}\"", f.etag())));
+                    h.push(("X-Linked-Size".into(), f.data.len().to_string()));
+                    h.push(("Location".into(), format!("/lfs-cdn/{}?sig=x", f.etag())));
+                    let ptr = lfs_pointer(&f.etag(), f.data.len() as u64);
+                    Resp {
+                        status: 302,
+                        headers: h,
+                        body: ptr.into_bytes(),
+                        drop_after: None,
+                    }
+                } else if method == "HEAD" {
+                    let mut r = Resp::status(200);
+                    r.headers = h;
+                    r.body = (*f.data).clone();
+                    r
+                } else {
+                    content(&mut st, &fpath, &f, range, h)
+                }
+            }
+            _ => Resp::status(404),
+        }
+    }
+}
+
+fn content(
+    st: &mut State,
+    path: &str,
+    f: &MockFile,
+    range: Option<usize>,
+    mut headers: Vec<(String, String)>,
+) -> Resp {
+    if let Some(n) = st.faults.fail_500.get_mut(path) {
+        if *n > 0 {
+            *n -= 1;
+            return Resp::status(500);
+        }
+    }
+    let mut data = (*f.data).clone();
+    if st.faults.corrupt.iter().any(|p| p == path) && !data.is_empty() {
+        data[0] ^= 1;
+    }
+    if st.faults.truncate.iter().any(|p| p == path) {
+        data.pop();
+    }
+    let mut drop_after = None;
+    if let Some((n, times)) = st.faults.drop_after.get_mut(path) {
+        if *times > 0 {
+            *times -= 1;
+            drop_after = Some(*n);
+        }
+    }
+    let total = data.len();
+    let (status, body) = match range {
+        Some(from) if from < total => {
+            headers.push((
+                "Content-Range".into(),
+                format!("bytes {from}-{}/{total}", total - 1),
+            ));
+            (206, data[from..].to_vec())
+        }
+        Some(_) => (416, Vec::new()),
+        None => (200, data),
+    };
+    headers.push(("Accept-Ranges".into(), "bytes".into()));
+    Resp {
+        status,
+        headers,
+        body,
+        drop_after,
+    }
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut o = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                o.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        o.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&o).into_owned()
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    drop_after: Option<usize>,
+}
+
+impl Resp {
+    fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: format!("status {status}").into_bytes(),
+            drop_after: None,
+        }
+    }
+    fn json(v: serde_json::Value) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: v.to_string().into_bytes(),
+            drop_after: None,
+        }
+    }
+    fn write(self, mut s: TcpStream, head: bool) -> std::io::Result<()> {
+        let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", self.status);
+        if !self.headers.iter().any(|(k, _)| k == "X-Linked-Size") || !head {
+            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        for (k, v) in &self.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        s.write_all(out.as_bytes())?;
+        if !head {
+            let n = self
+                .drop_after
+                .unwrap_or(self.body.len())
+                .min(self.body.len());
+            s.write_all(&self.body[..n])?;
+        }
+        s.flush()?;
+        s.shutdown(std::net::Shutdown::Both)
+    }
+}
