@@ -37,3 +37,29 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Finds a Python 3 interpreter that can `import module` (`$MPK_PYTHON`,
+/// then `python3` on PATH, then /usr/bin/python3). Same rule as [`tool`]:
+/// `None` (the caller skips) when missing, a panic when
+/// `MPK_REQUIRE_TOOLS=1`.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = std::env::var("MPK_PYTHON")
+        .ok()
+        .into_iter()
+        .chain(["python3".to_string(), "/usr/bin/python3".to_string()]);
+    for py in candidates {
+        let ok = Command::new(&py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(PathBuf::from(py));
+        }
+    }
+    assert!(
+        !tools_required(),
+        "no python3 can import `{module}` and MPK_REQUIRE_TOOLS=1"
+    );
+    eprintln!("SKIP: no python3 can import `{module}`");
+    None
+}

@@ -1,0 +1,17 @@
+//! Expected launch measurements for confidential VMs, computed from bytes
+//! and typed parameters only: no file paths, no hex parsing, no I/O.
+//!
+//! - [`snp`]: the AMD SEV-SNP launch digest (`MEASUREMENT` of the
+//!   attestation report) as QEMU launches a guest, bit-compatible with
+//!   `sev-snp-measure` 0.0.13 in modes `snp` and `snp:ovmf-hash`.
+//! - [`cmdline`]: the `mpk.model=` / `mpk.next=` words of the measured
+//!   kernel command line (built here, parsed the same way by the guest).
+#![forbid(unsafe_code)]
+
+pub mod cmdline;
+pub mod snp;
+
+pub use snp::{
+    LaunchDigest, SevHashes, SnpError, SnpLaunch, VcpuType, cpu_signature, firmware_digest,
+    launch_digest,
+};
