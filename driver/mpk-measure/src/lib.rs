@@ -4,12 +4,15 @@
 //! - [`snp`]: the AMD SEV-SNP launch digest (`MEASUREMENT` of the
 //!   attestation report) as QEMU launches a guest, bit-compatible with
 //!   `sev-snp-measure` 0.0.13 in modes `snp` and `snp:ovmf-hash`.
+//! - [`tdx`]: Intel TDX MRTD (from a TDVF image), RTMR1 and RTMR2 for a
+//!   direct boot under QEMU, as Tinfoil's `tdx-measure` computes them.
 //! - [`cmdline`]: the `mpk.model=` / `mpk.next=` words of the measured
 //!   kernel command line (built here, parsed the same way by the guest).
 #![forbid(unsafe_code)]
 
 pub mod cmdline;
 pub mod snp;
+pub mod tdx;
 
 pub use snp::{
     LaunchDigest, SevHashes, SnpError, SnpLaunch, VcpuType, cpu_signature, firmware_digest,
