@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark: mpk pack vs the reference pipeline (mkfs.erofs 1.5 +
-# veritysetup 2.6.1) vs `cp -r` vs reading the files once, on one
-# generated model folder, in one run. Prints wall/CPU time, peak RSS and
-# ratios, and checks that mpk's output equals the reference byte for byte.
+# veritysetup 2.6.1) vs `cp -r` vs `mpk reproduce --dir` (no image
+# written) vs reading the files once, on one generated model folder, in
+# one run. Prints wall/CPU time, peak RSS and ratios, and checks that mpk's
+# output equals the reference byte for byte.
 #
 # Usage: tests/bench/pack-bench.sh [SIZE_MIB] [WORKDIR]
 #   SIZE_MIB  total model size (default 2048 = 2 GiB), in 4 shards + small files
 #   WORKDIR   where to put the model and outputs (default: a fresh folder in
-#             /dev/shm, i.e. tmpfs, so the disk's durability cost is left out)
+#             /dev/shm, i.e. tmpfs, so the disk's durability cost is left out;
+#             give a folder on a loop-mounted `mkfs.xfs -m reflink=1` image to
+#             measure cloning: note cp -r reflinks there too)
 # Needs: cargo, mkfs.erofs, veritysetup, GNU time (/usr/bin/time).
 set -euo pipefail
 size_mib=${1:-2048}
@@ -60,7 +63,7 @@ export -f reference; export work model uuid salt
 clean() { rm -f "$work"/mpk.mpk "$work"/mpk.info "$work"/ref.mpk; rm -rf "$work/copy"; }
 for round in 1 2 3; do
   # Alternate the order so no tool always runs on a warmer or fuller machine.
-  order="read mpk ref cp"; [ $((round % 2)) = 0 ] && order="cp ref mpk read"
+  order="read mpk ref cp repro"; [ $((round % 2)) = 0 ] && order="repro cp ref mpk read"
   for t in $order; do
     case $t in
       read) run read sh -c "cat '$model'/* > /dev/null" ;;
@@ -68,13 +71,15 @@ for round in 1 2 3; do
             run mpk "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" ;;
       ref)  rm -f "$work"/ref.mpk; run ref bash -c reference ;;
       cp)   rm -rf "$work/copy"; run cp cp -r "$model" "$work/copy" ;;
+      repro) [ -f "$work/mpk.info" ] || "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" >/dev/null
+            run repro "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk.info" -q ;;
     esac
   done
 done
 cmp "$work/mpk.mpk" "$work/ref.mpk" && echo "byte-identical: mpk pack == reference pipeline"
 
 printf '\n%-28s %9s %9s %9s %10s\n' "best of 3 rounds, $size_mib MiB" "wall s" "user s" "sys s" "peak RSS"
-for n in read mpk ref cp; do
+for n in read mpk ref cp repro; do
   printf '%-28s %9s %9s %9s %7s MiB\n' "$n" "${wall[$n]}" "${user[$n]}" "${sys[$n]}" "$(( ${rss[$n]} / 1024 ))"
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
@@ -82,3 +87,5 @@ echo
 echo "reference pipeline / mpk pack : $(ratio "${wall[ref]}" "${wall[mpk]}")x"
 echo "mpk pack / cp -r              : $(ratio "${wall[mpk]}" "${wall[cp]}")x"
 echo "mpk pack / read once          : $(ratio "${wall[mpk]}" "${wall[read]}")x"
+echo "reference / mpk reproduce     : $(ratio "${wall[ref]}" "${wall[repro]}")x"
+echo "mpk pack / mpk reproduce      : $(ratio "${wall[mpk]}" "${wall[repro]}")x"

@@ -83,6 +83,11 @@ pub struct BuildArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// A base image folder (vm-images/<name>, holding image.json); for each,
+    /// `<commit>.<name>.deployment.json` is written (as `mpk measure
+    /// deployment` would). Repeatable.
+    #[arg(long = "base", value_name = "DIR")]
+    pub bases: Vec<std::path::PathBuf>,
 }
 
 /// Arguments of `mpk reproduce`.
@@ -334,21 +339,15 @@ fn run_build(a: BuildArgs) -> Result<()> {
         force: a.force,
         backend: Backend::Native,
     };
-    let report = crate::cmd_pack::pack(&args, true)?;
-    let wrong = report.files.iter().find_map(|f| {
-        let l = lock.files.iter().find(|l| l.path == f.path);
-        match l {
-            Some(l) if f.sha256.as_deref() == Some(&l.sha256) => None,
-            _ => Some(f.path.clone()),
-        }
-    });
-    if let Some(p) =
-        wrong.or((report.files.len() != lock.files.len()).then(|| "(file count)".into()))
-    {
-        let _ = std::fs::remove_file(&args.output);
-        let _ = std::fs::remove_file(base.with_extension("info"));
-        bail!("`{p}` changed between its verification and packing; nothing was kept");
-    }
+    // The single pass re-hashes every file; they must still be what the
+    // lock (and so the Hub) says, or nothing is renamed into place.
+    let expected = lock
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    let report = crate::cmd_pack::pack_checked(&args, true, Some(&expected))
+        .context("the fetched files changed between their verification and packing")?;
     let m = Manifest {
         manifest: "mpk-manifest/1",
         identity: report.identity.clone(),
@@ -362,8 +361,57 @@ fn run_build(a: BuildArgs) -> Result<()> {
     let mut text = serde_json::to_string_pretty(&m)?;
     text.push('\n');
     write_atomic(&manifest_path, text.as_bytes())?;
+    if let Err(e) = write_deployments(&a.bases, &base, &manifest_path) {
+        // All or nothing: a base image whose inputs do not match its
+        // image.json must not leave a half-published build behind.
+        for ext in ["mpk", "info", "manifest.json"] {
+            let _ = std::fs::remove_file(base.with_extension(ext));
+        }
+        return Err(e.context("nothing was kept"));
+    }
     println!("{}", report.reference);
     Ok(())
+}
+
+/// Writes `<commit>.<base-name>.deployment.json` beside the manifest for
+/// each base image; on error removes the ones already written.
+fn write_deployments(
+    bases: &[std::path::PathBuf],
+    base: &camino::Utf8Path,
+    manifest: &camino::Utf8Path,
+) -> Result<()> {
+    let mut written = Vec::new();
+    let result = (|| -> Result<()> {
+        for b in bases {
+            let name = b
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .with_context(|| format!("base image folder `{}` not found", b.display()))?;
+            let args = crate::cmd_measure::deployment::DeploymentArgs {
+                base: b.clone(),
+                model: None,
+                identity: None,
+                manifest: Some(manifest.as_std_path().to_owned()),
+                inputs: Vec::new(),
+                output: None,
+            };
+            let doc = crate::cmd_measure::deployment::deployment(&args)
+                .with_context(|| format!("base image `{}`", b.display()))?;
+            let path = base.with_extension(format!("{name}.deployment.json"));
+            let mut text = serde_json::to_string_pretty(&doc)?;
+            text.push('\n');
+            write_atomic(&path, text.as_bytes())?;
+            written.push(path);
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for p in written {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result
 }
 
 fn run_reproduce(a: ReproduceArgs) -> Result<()> {

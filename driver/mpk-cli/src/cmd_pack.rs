@@ -107,6 +107,19 @@ pub fn run(a: PackArgs) -> Result<()> {
 /// with `hash_files` the report carries each file's SHA-256, computed in the
 /// same single pass. Nothing is left at the output paths on failure.
 pub fn pack(a: &PackArgs, hash_files: bool) -> Result<PackReport> {
+    pack_checked(a, hash_files, None)
+}
+
+/// Like [`pack`], and when `expected` (path → lowercase hex SHA-256) is
+/// given, every file's SHA-256 computed in the single pass must equal it,
+/// and the set of files must be the same, before anything is renamed into
+/// place: a mismatch leaves no output.
+pub fn pack_checked(
+    a: &PackArgs,
+    hash_files: bool,
+    expected: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<PackReport> {
+    let hash_files = hash_files || expected.is_some();
     if a.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
@@ -152,8 +165,31 @@ pub fn pack(a: &PackArgs, hash_files: bool) -> Result<PackReport> {
         hash_offset: layout.image_len(),
         uuid,
     };
+    let report = report(&scan, &layout, &reference, &a.identity, &sha256);
+    if let Some(expected) = expected {
+        for f in &report.files {
+            match expected.get(&f.path) {
+                None => bail!(
+                    "`{}` is not in the expected file list; nothing was written",
+                    f.path
+                ),
+                Some(want) if f.sha256.as_deref() != Some(want.as_str()) => bail!(
+                    "`{}` has sha256 {} but {want} was expected; nothing was written",
+                    f.path,
+                    f.sha256.as_deref().unwrap_or("?")
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(missing) = expected
+            .keys()
+            .find(|p| !report.files.iter().any(|f| &f.path == *p))
+        {
+            bail!("expected file `{missing}` is missing; nothing was written");
+        }
+    }
     outputs.commit(mpk_tmp, &reference.to_string())?;
-    Ok(report(&scan, &layout, &reference, &a.identity, &sha256))
+    Ok(report)
 }
 
 fn report(

@@ -535,3 +535,60 @@ fn fault_branch_moved_after_lock() {
         e.out().to_str().unwrap(),
     ]));
 }
+
+/// The repository's example base image (synthetic firmware, kernel, initrd).
+fn example_base() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vm-images/example")
+}
+
+#[test]
+fn build_with_base_writes_the_deployment_of_measure_deployment() {
+    let env = Env::new();
+    let base = example_base();
+    let reference = ok(&env.build(&["--base", base.to_str().unwrap(), "-q"]));
+    let dir = env.out().join("acme/tiny");
+    let deployment = dir.join(format!("{C1}.example.deployment.json"));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&deployment).unwrap()).unwrap();
+    assert_eq!(doc["reference"], reference.as_str());
+    // Same document as the standalone command on the written manifest.
+    let manifest = dir.join(format!("{C1}.manifest.json"));
+    let o = common::mpk()
+        .args(["measure", "deployment", "--base"])
+        .arg(&base)
+        .arg("--manifest")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let standalone: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(doc, standalone);
+    assert!(
+        doc["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("mpk.model={REPO}@{C1}:{reference}")),
+        "{doc}"
+    );
+}
+
+#[test]
+fn build_with_a_bad_base_keeps_nothing() {
+    let env = Env::new();
+    // A copy of the example whose kernel no longer matches image.json.
+    let bad = env.tmp.path().join("bad-base");
+    std::fs::create_dir_all(bad.join("synthetic")).unwrap();
+    for e in std::fs::read_dir(example_base().join("synthetic")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), bad.join("synthetic").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(example_base().join("image.json"), bad.join("image.json")).unwrap();
+    let mut k = std::fs::read(bad.join("synthetic/bzImage")).unwrap();
+    k[600] ^= 1;
+    std::fs::write(bad.join("synthetic/bzImage"), k).unwrap();
+    let o = env.build(&["--base", bad.to_str().unwrap(), "-q"]);
+    fails(&o, &["kernel", "sha256", "nothing was kept"]);
+    env.assert_nothing_left();
+    let mut left = Vec::new();
+    walk(&env.out(), &mut |p| left.push(p.to_owned()));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
