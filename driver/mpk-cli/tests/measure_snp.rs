@@ -5,6 +5,8 @@
 //! through `sevsnpmeasure.guest.snp_calc_launch_digest`; a few cases also
 //! run its CLI to compare the printed output byte for byte.
 mod common;
+#[path = "../../mpk-measure/tests/support/debian.rs"]
+mod debian;
 #[path = "../../mpk-measure/tests/support/firmware.rs"]
 mod firmware;
 
@@ -100,85 +102,10 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 }
 
 /// `vmlinuz` of Debian's current `linux-image-*-cloud-amd64` (whatever ABI
-/// `linux-image-cloud-amd64` depends on), fetched once with `apt-get
-/// download` + `dpkg-deb -x` into a cache under the target directory.
+/// `linux-image-cloud-amd64` depends on), fetched once into a cache under
+/// the target directory, shared with the TDX tests.
 fn debian_kernel() -> Option<PathBuf> {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-cloud-kernel");
-    let find = |cache: &Path| -> Option<PathBuf> {
-        std::fs::read_dir(cache.join("x/boot"))
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-            })
-    };
-    if let Some(k) = find(&cache) {
-        return Some(k);
-    }
-    for t in ["apt-get", "apt-cache", "dpkg-deb"] {
-        common::tool(t)?;
-    }
-    let depends = || {
-        Command::new("apt-cache")
-            .args(["depends", "--important", "linux-image-cloud-amd64"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .and_then(|s| {
-                s.lines()
-                    .filter_map(|l| l.trim().strip_prefix("Depends: "))
-                    .find(|p| p.starts_with("linux-image-") && p.ends_with("-cloud-amd64"))
-                    .map(str::to_string)
-            })
-    };
-    let pkg = depends().or_else(|| {
-        let _ = Command::new("apt-get").arg("update").status();
-        depends()
-    });
-    let fail = |why: String| {
-        assert!(!common::tools_required(), "Debian cloud kernel: {why}");
-        eprintln!("SKIP: Debian cloud kernel: {why}");
-        None
-    };
-    let Some(pkg) = pkg else {
-        return fail("apt-cache knows no linux-image-cloud-amd64".into());
-    };
-    let dl = cache.join("dl");
-    std::fs::create_dir_all(&dl).unwrap();
-    let ok = Command::new("apt-get")
-        .args(["download", &pkg])
-        .current_dir(&dl)
-        .status()
-        .is_ok_and(|s| s.success());
-    let deb = std::fs::read_dir(&dl)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"));
-    let (true, Some(deb)) = (ok, deb) else {
-        return fail(format!("apt-get download {pkg} failed"));
-    };
-    let tmp = cache.join(format!("x.tmp{}", std::process::id()));
-    let ok = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&tmp)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return fail(format!("dpkg-deb -x {} failed", deb.display()));
-    }
-    // Keep only boot/ (the modules are large and unused).
-    for sub in std::fs::read_dir(&tmp).unwrap().flatten() {
-        if sub.file_name() != "boot" {
-            let _ = std::fs::remove_dir_all(sub.path());
-        }
-    }
-    // Another test binary may have won the race; either copy is the same.
-    let _ = std::fs::rename(&tmp, cache.join("x"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let _ = std::fs::remove_file(&deb);
-    find(&cache).or_else(|| fail(format!("no boot/vmlinuz-* in {pkg}")))
+    debian::cloud_kernel(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 fn env() -> Option<&'static Env> {

@@ -83,15 +83,22 @@ pub fn cloud_kernel(target_tmp: &Path) -> Option<PathBuf> {
     if let Some(k) = find() {
         return Some(k);
     }
-    let out = Command::new("apt-cache")
-        .args(["depends", "--important", "linux-image-cloud-amd64"])
-        .output()
-        .ok()?;
-    let pkg = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-") && p.ends_with("-cloud-amd64"))
-        .map(str::to_string);
+    let depends = || {
+        let out = Command::new("apt-cache")
+            .args(["depends", "--important", "linux-image-cloud-amd64"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-") && p.ends_with("-cloud-amd64"))
+            .map(str::to_string)
+    };
+    // A fresh machine may have no package lists yet.
+    let pkg = depends().or_else(|| {
+        let _ = Command::new("apt-get").arg("update").status();
+        depends()
+    });
     let Some(pkg) = pkg else {
         return fail("apt-cache knows no linux-image-cloud-amd64".into());
     };
