@@ -363,7 +363,7 @@ pub mod deployment {
 
     use anyhow::{Context, bail, ensure};
     use clap::Args;
-    use mpk_measure::cmdline::{ModelParams, ModelWord};
+    use mpk_measure::cmdline;
     use mpk_measure::snp::{self, SevHashes, SnpLaunch, VcpuType};
     use mpk_measure::tdx;
     use serde::{Deserialize, Serialize};
@@ -616,16 +616,16 @@ pub mod deployment {
         };
         let identity: Identity = identity.parse()?;
         let reference: Reference = reference.parse()?;
-        let word = ModelWord::parse(&format!("mpk.model={identity}:{reference}"))
-            .context("building the mpk.model= word")?;
-        let words = ModelParams {
-            models: vec![word],
-            next: None,
-        }
-        .to_words()?;
+        let words = cmdline::parse(&format!("mpk.model={identity}:{reference}"))
+            .context("building the mpk.model= word")?
+            .to_words();
         let cmdline = image.cmdline.replace(MODELS_PLACEHOLDER, &words);
-        // The guest parses exactly what we measure.
-        ModelParams::parse(&cmdline).context("the command line does not parse back")?;
+        // The guest parses exactly what we measure, with the same code.
+        let parsed = cmdline::parse(&cmdline).context("the command line does not parse back")?;
+        ensure!(
+            parsed.models.len() == 1 && parsed.models[0].word() == words,
+            "the base image's command line adds mpk.model= words of its own"
+        );
 
         let ovmf = load_input(&a.base, "snp_ovmf", &image.snp_ovmf, &overrides)?;
         let tdvf = image

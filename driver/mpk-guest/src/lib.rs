@@ -1,12 +1,13 @@
 //! Guest side of mpk: everything that runs inside the confidential VM.
 //!
-//! - [`cmdline`]: the measured kernel command line, parsed strictly (pure).
+//! - [`cmdline`]: the measured kernel command line, parsed strictly (pure;
+//!   re-exported from `mpk-measure`, which builds the same words).
 //! - [`init`]: the boot-time init that maps each model through dm-verity
 //!   with parameters from the command line only and mounts it read-only.
 //! - [`sys`]: the few raw kernel calls (the crate's only `unsafe`).
 //! - [`cpio`]: a reproducible initrd (cpio newc) writer, used on the host.
 
-pub mod cmdline;
+pub use mpk_measure::cmdline;
 pub mod cpio;
 pub mod init;
 pub mod sys;
