@@ -1,6 +1,7 @@
 //! The `mpk` command line: argument parsing (clap) and the I/O edges that
 //! feed the pure format crates (`mpk-erofs`, `mpk-verity`).
 
+pub mod cmd_attest;
 pub mod cmd_hub;
 pub mod cmd_measure;
 pub mod cmd_pack;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Hugging Face Hub: lock, fetch, build, reproduce, identity.
     #[command(flatten)]
     Hub(cmd_hub::HubCommand),
+    /// Verify attestation evidence against a deployment document.
+    #[command(subcommand)]
+    Attest(cmd_attest::AttestCommand),
 }
 
 /// Runs a parsed command line.
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verity(c) => cmd_verity::run(c),
         Command::Measure(c) => cmd_measure::run(c),
         Command::Hub(c) => cmd_hub::run(c),
+        Command::Attest(c) => cmd_attest::run(c),
     }
 }

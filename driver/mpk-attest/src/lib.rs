@@ -1,0 +1,288 @@
+//! Client-side verification of confidential-VM attestation evidence against
+//! a deployment document made by `mpk measure deployment`.
+//!
+//! Two kinds of evidence are understood: an AMD SEV-SNP attestation report
+//! with its VCEK certificate ([`snp`], built on the `sev` crate), and an
+//! Intel TDX quote with its DCAP collateral ([`tdx`], built on `dcap-qvl`).
+//! Nothing here touches the network: VCEKs and collateral are inputs.
+//!
+//! Every verification returns a [`Verdict`]: one [`Check`] per property
+//! (name, expected, found, status). Evidence that cannot even be parsed
+//! (a truncated report, an unknown version) is an [`AttestError`] instead.
+
+pub mod snp;
+pub mod tdx;
+
+use serde::{Deserialize, Serialize};
+
+/// Why evidence or its inputs could not be examined at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The SEV-SNP report has the wrong length.
+    #[error(
+        "SEV-SNP report is {len} bytes; an attestation report is exactly {expected} bytes (truncated or not a report)"
+    )]
+    TruncatedReport {
+        /// Bytes given.
+        len: usize,
+        /// Bytes required.
+        expected: usize,
+    },
+    /// The SEV-SNP report version is not one this verifier knows.
+    #[error("SEV-SNP report version {0} is not supported (this verifier knows versions 2 to 5)")]
+    UnknownReportVersion(u32),
+    /// The SEV-SNP report could not be decoded.
+    #[error("SEV-SNP report could not be parsed: {0}")]
+    Report(String),
+    /// A certificate could not be decoded.
+    #[error("{what}: {reason}")]
+    Certificate {
+        /// Which certificate (input) it was.
+        what: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The TDX quote could not be decoded.
+    #[error("TDX quote could not be parsed: {0}")]
+    Quote(String),
+    /// The DCAP collateral could not be decoded.
+    #[error("TDX collateral could not be parsed: {0}")]
+    Collateral(String),
+    /// The deployment document lacks a value or has a malformed one.
+    #[error("deployment document: {0}")]
+    Deployment(String),
+    /// A TDX platform-values file is malformed.
+    #[error("TDX platform values: {0}")]
+    Platform(String),
+    /// `--report-data` is malformed.
+    #[error("report data: {0}")]
+    ReportData(String),
+    /// A time could not be parsed.
+    #[error("time {0:?} is not RFC 3339 (e.g. 2025-06-20T00:00:00Z)")]
+    Time(String),
+}
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The property holds.
+    Pass,
+    /// The property does not hold; the verdict fails.
+    Fail,
+    /// Nothing to compare against (e.g. no `--report-data`); does not fail the verdict.
+    Skipped,
+}
+
+/// One verified property.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Stable, machine-readable name (e.g. `measurement`).
+    pub name: String,
+    /// What the deployment or policy requires.
+    pub expected: String,
+    /// What the evidence shows.
+    pub found: String,
+    /// Pass, fail or skipped.
+    pub status: Status,
+}
+
+impl Check {
+    fn new(name: &str, expected: impl Into<String>, found: impl Into<String>, pass: bool) -> Self {
+        Check {
+            name: name.into(),
+            expected: expected.into(),
+            found: found.into(),
+            status: if pass { Status::Pass } else { Status::Fail },
+        }
+    }
+
+    fn skipped(name: &str, why: impl Into<String>, found: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            expected: why.into(),
+            found: found.into(),
+            status: Status::Skipped,
+        }
+    }
+
+    fn eq_hex(name: &str, expected: &[u8], found: &[u8]) -> Self {
+        Check::new(
+            name,
+            hex::encode(expected),
+            hex::encode(found),
+            expected == found,
+        )
+    }
+}
+
+/// The root of trust a verdict rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedRoot {
+    /// Human name, e.g. `AMD ARK-Milan (pinned)` or `--trust-ark`.
+    pub name: String,
+    /// SHA-256 of the root certificate's DER, lowercase hex.
+    pub sha256: String,
+}
+
+/// The result of verifying one piece of evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// `sev-snp` or `tdx`.
+    pub platform: String,
+    /// The time the evidence was judged at (RFC 3339).
+    pub at: String,
+    /// `true` exactly when no check failed.
+    pub pass: bool,
+    /// The root the chain ends in, when it is one we trust.
+    pub trusted_root: Option<TrustedRoot>,
+    /// Every check, in the order performed.
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    fn new(platform: &str, at: i64, trusted_root: Option<TrustedRoot>, checks: Vec<Check>) -> Self {
+        let pass = !checks.is_empty() && checks.iter().all(|c| c.status != Status::Fail);
+        Verdict {
+            platform: platform.into(),
+            at: format_time(at),
+            pass,
+            trusted_root,
+            checks,
+        }
+    }
+
+    /// Names of the failed checks.
+    pub fn failed(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// A human-readable rendering, one block per check.
+    pub fn to_text(&self) -> String {
+        let mut s = format!("platform: {}\nat: {}\n", self.platform, self.at);
+        if let Some(r) = &self.trusted_root {
+            s += &format!("trusted root: {} sha256:{}\n", r.name, r.sha256);
+        }
+        for c in &self.checks {
+            let tag = match c.status {
+                Status::Pass => "PASS",
+                Status::Fail => "FAIL",
+                Status::Skipped => "SKIP",
+            };
+            s += &format!(
+                "{tag} {}\n     expected: {}\n     found:    {}\n",
+                c.name, c.expected, c.found
+            );
+        }
+        if self.pass {
+            s += "verdict: PASS (every required check passed)\n";
+        } else {
+            s += &format!("verdict: FAIL ({})\n", self.failed().join(", "));
+        }
+        s
+    }
+}
+
+/// The values of a deployment document that evidence is compared with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Deployment {
+    /// SEV-SNP launch digest, 96 hex.
+    #[serde(default)]
+    pub snp_measurement: Option<String>,
+    /// TDX register values.
+    #[serde(default)]
+    pub tdx_measurement: Option<TdxMeasurement>,
+}
+
+/// `tdx_measurement` of a deployment document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct TdxMeasurement {
+    /// MRTD (only with a TDVF in the base image).
+    #[serde(default)]
+    pub mrtd: Option<String>,
+    /// RTMR1 (kernel and boot events).
+    pub rtmr1: String,
+    /// RTMR2 (command line and initrd).
+    pub rtmr2: String,
+}
+
+impl Deployment {
+    /// Parses a deployment document (other keys are ignored).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, AttestError> {
+        serde_json::from_slice(bytes).map_err(|e| AttestError::Deployment(e.to_string()))
+    }
+}
+
+/// Decodes a 48-byte register value written as 96 hex digits.
+fn hex48(what: &str, s: &str) -> Result<[u8; 48], String> {
+    let v = hex::decode(s.trim()).map_err(|e| format!("{what} is not hex: {e}"))?;
+    v.try_into()
+        .map_err(|v: Vec<u8>| format!("{what} is {} bytes, expected 48", v.len()))
+}
+
+/// Parses `--report-data`: up to 64 bytes of hex, zero-padded on the right
+/// to the 64-byte REPORT_DATA field.
+pub fn parse_report_data(s: &str) -> Result<[u8; 64], AttestError> {
+    let v = hex::decode(s.trim()).map_err(|e| AttestError::ReportData(format!("not hex: {e}")))?;
+    if v.len() > 64 {
+        return Err(AttestError::ReportData(format!(
+            "{} bytes; REPORT_DATA holds at most 64",
+            v.len()
+        )));
+    }
+    let mut out = [0u8; 64];
+    out[..v.len()].copy_from_slice(&v);
+    Ok(out)
+}
+
+/// Evidence files may be raw or hex: text that is all hex digits (ignoring
+/// surrounding whitespace) is decoded, anything else is taken as raw bytes.
+pub fn raw_or_hex(bytes: &[u8]) -> Vec<u8> {
+    let t = bytes.trim_ascii();
+    if !t.is_empty() && t.len() % 2 == 0 && t.iter().all(u8::is_ascii_hexdigit) {
+        if let Ok(v) = hex::decode(t) {
+            return v;
+        }
+    }
+    bytes.to_vec()
+}
+
+/// Parses an RFC 3339 time into Unix seconds.
+pub fn parse_time(s: &str) -> Result<i64, AttestError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp())
+        .map_err(|_| AttestError::Time(s.into()))
+}
+
+/// Formats Unix seconds as RFC 3339 (UTC).
+pub fn format_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
+}
+
+/// What the verifier requires beyond the deployment document.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Expected REPORT_DATA (64 bytes), when the caller supplied a nonce.
+    pub report_data: Option<[u8; 64]>,
+    /// The time to judge certificate and collateral validity at (Unix seconds).
+    pub at: i64,
+    /// Extra root certificates (PEM or DER) trusted besides the pinned ones.
+    pub trusted_roots: Vec<Vec<u8>>,
+}
+
+fn report_data_check(policy: &Policy, found: &[u8; 64]) -> Check {
+    match &policy.report_data {
+        Some(want) => Check::eq_hex("report_data", want, found),
+        None => Check::skipped(
+            "report_data",
+            "(not given: --report-data)",
+            hex::encode(found),
+        ),
+    }
+}
