@@ -440,6 +440,19 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
             Vec::new(),
             a.quiet,
         )?;
+        if !hub.config().offline {
+            // Stream every file from the Hub through the layout and the
+            // hash tree: nothing is written, so a model larger than the
+            // free disk can be reproduced.
+            let identity: Identity = lock.identity.parse()?;
+            let got = reproduce_remote(std::sync::Arc::new(hub), &lock, &identity, a.threads)?;
+            println!("{got}");
+            if got != expect {
+                bail!("computed reference {got} differs from the expected {expect}");
+            }
+            return Ok(());
+        }
+        // Offline: the files must be in the cache (verified before use).
         fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
             .with_context(|| format!("cannot fetch {}", lock.identity))?;
         let staging = stage(&cache, &lock)?;
@@ -452,6 +465,119 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         bail!("computed reference {got} differs from the expected {expect}");
     }
     Ok(())
+}
+
+/// A locked file read straight from the Hub.
+#[derive(Debug)]
+struct HubRemote(mpk_hub::stream::RemoteFile);
+
+impl scan::Remote for HubRemote {
+    fn range(&self, from: u64, to: u64) -> Box<dyn std::io::Read + Send> {
+        Box::new(self.0.range(from, to))
+    }
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, off)
+    }
+}
+
+/// The tree of a lock's files (normalised as `mpk pack` normalises a
+/// folder), each read from the Hub at the lock's commit.
+fn remote_scan(hub: std::sync::Arc<Hub>, lock: &Lock) -> Result<scan::Scan> {
+    use std::collections::HashMap;
+    let mut tree = mpk_erofs::Tree::new(scan::DIR_PERM);
+    let mut sources = vec![None];
+    let mut dirs: HashMap<String, NodeId> = HashMap::new();
+    for f in &lock.files {
+        if f.path.starts_with(".cache/") {
+            continue; // as `mpk pack` leaves out a top-level .cache folder
+        }
+        let mut parent = mpk_erofs::Tree::ROOT;
+        let (folder, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let mut prefix = String::new();
+        for d in folder.split('/').filter(|d| !d.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(d);
+            parent = match dirs.get(&prefix) {
+                Some(&id) => id,
+                None => {
+                    let id = tree
+                        .add_dir(parent, d.as_bytes(), scan::DIR_PERM)
+                        .with_context(|| format!("in {}", lock.identity))?;
+                    sources.push(None);
+                    dirs.insert(prefix.clone(), id);
+                    id
+                }
+            };
+        }
+        let remote = mpk_hub::stream::RemoteFile::open(
+            std::sync::Arc::clone(&hub),
+            lock.repo(),
+            lock.commit(),
+            &f.into(),
+        )
+        .with_context(|| format!("cannot open `{}` on the Hub", f.path))?;
+        tree.add_file(parent, name.as_bytes(), scan::FILE_PERM, f.size)
+            .with_context(|| format!("in {}", lock.identity))?;
+        sources.push(Some(scan::Source {
+            path: f.path.clone().into(),
+            size: f.size,
+            stamp: (0, 0, 0, 0),
+            remote: Some(std::sync::Arc::new(HubRemote(remote))),
+        }));
+    }
+    Ok(scan::Scan { tree, sources })
+}
+
+/// The reference of `lock`'s files, streamed from the Hub and never
+/// written: each file's SHA-256, computed in the same pass, must equal the
+/// lock's.
+pub fn reproduce_remote(
+    hub: std::sync::Arc<Hub>,
+    lock: &Lock,
+    identity: &Identity,
+    threads: Option<usize>,
+) -> Result<Reference> {
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let uuid = identity.uuid();
+    let scan = remote_scan(hub, lock)?;
+    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
+        .with_context(|| format!("cannot lay out {}", lock.identity))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .context("cannot start the hashing threads")?;
+    let packed = crate::pack::pack_into(
+        &scan,
+        &layout,
+        &identity.salt(),
+        *uuid.as_bytes(),
+        None,
+        &pool,
+        true,
+    )?;
+    for (i, src) in scan.sources.iter().enumerate() {
+        let Some(src) = src else { continue };
+        let path = src.path.to_string_lossy();
+        let want = lock
+            .files
+            .iter()
+            .find(|f| f.path == path)
+            .map(|f| f.sha256.as_str())
+            .expect("every source comes from the lock");
+        let got = hex::encode(packed.sha256[&NodeId(i)]);
+        if got != want {
+            bail!("`{path}` streamed from the Hub has sha256 {got}, but the lock says {want}");
+        }
+    }
+    Ok(Reference {
+        root: packed.root,
+        hash_offset: packed.hash_offset,
+        uuid,
+    })
 }
 
 /// The reference `mpk pack` would write for `dir`, computed without

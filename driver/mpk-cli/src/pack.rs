@@ -63,6 +63,36 @@ fn open(src: &Source) -> Result<File> {
     File::open(&src.path).with_context(|| format!("cannot open `{}`", src.path.display()))
 }
 
+/// An open input: a local file (which can be cloned from and re-checked),
+/// or a remote stream.
+enum Input {
+    Local(Arc<File>),
+    Remote(Box<dyn Read + Send>),
+}
+
+impl Input {
+    fn open(src: &Source, full_bytes: u64) -> Result<Self> {
+        Ok(match &src.remote {
+            Some(r) => Input::Remote(r.range(0, full_bytes)),
+            None => Input::Local(Arc::new(open(src)?)),
+        })
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            Input::Local(f) => (&**f).read_exact(buf),
+            Input::Remote(r) => r.read_exact(buf),
+        }
+    }
+
+    fn check_unchanged(&self, src: &Source) -> Result<()> {
+        match self {
+            Input::Local(f) => check_unchanged(src, f),
+            Input::Remote(_) => Ok(()),
+        }
+    }
+}
+
 /// Reads every file's tail (the bytes after its last full block).
 fn read_tails(scan: &Scan, layout: &Layout) -> Result<HashMap<NodeId, Vec<u8>>> {
     let mut tails = HashMap::new();
@@ -73,16 +103,17 @@ fn read_tails(scan: &Scan, layout: &Layout) -> Result<HashMap<NodeId, Vec<u8>>> 
             continue;
         }
         let src = scan.source(id);
-        let f = open(src)?;
         let mut buf = vec![0u8; pl.tail_len as usize];
-        f.read_exact_at(&mut buf, pl.full_blocks * B)
-            .with_context(|| {
-                format!(
-                    "`{}` is shorter than when it was scanned",
-                    src.path.display()
-                )
-            })?;
-        check_unchanged(src, &f)?;
+        let short = || format!("`{}` is shorter than expected", src.path.display());
+        if let Some(r) = &src.remote {
+            r.read_exact_at(&mut buf, pl.full_blocks * B)
+                .with_context(short)?;
+        } else {
+            let f = open(src)?;
+            f.read_exact_at(&mut buf, pl.full_blocks * B)
+                .with_context(short)?;
+            check_unchanged(src, &f)?;
+        }
         tails.insert(id, buf);
     }
     Ok(tails)
@@ -162,7 +193,7 @@ struct Producer<'a> {
     next: usize,
     /// Within the current extent: blocks already produced.
     done: u64,
-    file: Option<(Arc<File>, Option<Sha256>)>,
+    file: Option<(Input, Option<Sha256>)>,
     hash_files: bool,
     sha256: HashMap<NodeId, [u8; 32]>,
 }
@@ -195,19 +226,24 @@ impl Producer<'_> {
                 Extent::File { node, count, .. } => {
                     let src = self.scan.source(node);
                     if self.file.is_none() {
-                        self.file = Some((Arc::new(open(src)?), self.hash_files.then(Sha256::new)));
+                        self.file = Some((
+                            Input::open(src, count * B)?,
+                            self.hash_files.then(Sha256::new),
+                        ));
                     }
                     let (f, h) = self.file.as_mut().expect("opened");
                     let n = room.min(count - self.done);
                     let start = buf.len();
                     buf.resize(start + (n * B) as usize, 0);
-                    batch.segs.push(Seg {
-                        src: Arc::clone(f),
-                        file_off: self.done * B,
-                        buf_off: start,
-                        len: (n * B) as usize,
-                    });
-                    (&**f).read_exact(&mut buf[start..]).with_context(|| {
+                    if let Input::Local(f) = f {
+                        batch.segs.push(Seg {
+                            src: Arc::clone(f),
+                            file_off: self.done * B,
+                            buf_off: start,
+                            len: (n * B) as usize,
+                        });
+                    }
+                    f.read_exact(&mut buf[start..]).with_context(|| {
                         format!(
                             "`{}` is shorter than when it was scanned",
                             src.path.display()
@@ -218,7 +254,7 @@ impl Producer<'_> {
                     }
                     if self.advance(n, count) {
                         let (f, h) = self.file.take().expect("opened");
-                        check_unchanged(src, &f)?;
+                        f.check_unchanged(src)?;
                         if let Some(mut h) = h {
                             if let Some(t) = self.tails.get(&node) {
                                 h.update(t);
@@ -349,7 +385,7 @@ pub fn pack_into(
     result?;
     // Cloned ranges are shared after the read that hashed them: make sure
     // no input changed in between (and, for every mode, since its read).
-    for src in scan.sources.iter().flatten() {
+    for src in scan.sources.iter().flatten().filter(|s| s.remote.is_none()) {
         let m = std::fs::metadata(&src.path)
             .with_context(|| format!("cannot stat `{}`", src.path.display()))?;
         if m.len() != src.size || Source::stamp_of(&m) != src.stamp {

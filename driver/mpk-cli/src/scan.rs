@@ -16,6 +16,15 @@ pub const FILE_PERM: u16 = 0o644;
 /// Mode bits of every packed folder, the root included.
 pub const DIR_PERM: u16 = 0o755;
 
+/// A file whose bytes are read from elsewhere than a local path (the Hub,
+/// for `mpk reproduce` without disk space for the weights).
+pub trait Remote: std::fmt::Debug + Send + Sync {
+    /// A reader of bytes `[from, to)`.
+    fn range(&self, from: u64, to: u64) -> Box<dyn std::io::Read + Send>;
+    /// Reads exactly `buf.len()` bytes at `off`.
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()>;
+}
+
 /// Where a file's bytes come from and what it looked like when scanned.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -26,6 +35,9 @@ pub struct Source {
     /// (device, inode, mtime seconds, mtime nanoseconds) at scan time, to
     /// detect a file that changes while it is packed.
     pub stamp: (u64, u64, i64, i64),
+    /// Read from here instead of `path` (which then only names the file in
+    /// messages); such bytes are never cloned and have no stamp to check.
+    pub remote: Option<std::sync::Arc<dyn Remote>>,
 }
 
 impl Source {
@@ -139,6 +151,7 @@ fn walk(s: &mut Scan, dir: &Path, node: NodeId, top: bool) -> Result<()> {
                 path: std::fs::canonicalize(&path).unwrap_or(path.clone()),
                 size: meta.len(),
                 stamp: Source::stamp_of(&meta),
+                remote: None,
             }));
         } else {
             bail!(

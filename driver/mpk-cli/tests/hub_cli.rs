@@ -592,3 +592,96 @@ fn build_with_a_bad_base_keeps_nothing() {
     walk(&env.out(), &mut |p| left.push(p.to_owned()));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `mpk build --lock` (to learn the reference), then an empty cache.
+fn reference_then_empty_cache(e: &Env) -> (PathBuf, String) {
+    let l = lock_then(e);
+    let r = ok(&e.build(&["--lock", l.to_str().unwrap(), "-q"]));
+    std::fs::remove_dir_all(e.cache()).unwrap();
+    (l, r)
+}
+
+fn blobs_in_cache(e: &Env) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    walk(&e.cache(), &mut |p| v.push(p.to_owned()));
+    v
+}
+
+#[test]
+fn reproduce_streams_from_the_hub_and_writes_nothing() {
+    let e = Env::new();
+    let (l, r) = reference_then_empty_cache(&e);
+    let o = e.run(&[
+        "reproduce",
+        "--lock",
+        l.to_str().unwrap(),
+        "--expect",
+        &r,
+        "-q",
+    ]);
+    assert_eq!(ok(&o), r);
+    assert!(blobs_in_cache(&e).is_empty(), "{:?}", blobs_in_cache(&e));
+    // Tails come by Range requests, full blocks by a streamed GET.
+    assert!(
+        e.hub.log().iter().any(|l| l.contains("range=")),
+        "{:?}",
+        e.hub.log()
+    );
+    let flipped = if r.as_bytes()[63] == b'0' { "1" } else { "0" };
+    let wrong = format!("{}{flipped}{}", &r[..63], &r[64..]);
+    let o = e.run(&[
+        "reproduce",
+        "--lock",
+        l.to_str().unwrap(),
+        "--expect",
+        &wrong,
+        "-q",
+    ]);
+    fails(&o, &["differs from the expected"]);
+}
+
+#[test]
+fn reproduce_stream_survives_a_dropped_connection_and_a_500() {
+    let e = Env::new();
+    let (l, r) = reference_then_empty_cache(&e);
+    // The first GET of model.safetensors is its tail (a Range request
+    // shorter than 100000 bytes); the second, the full blocks, drops.
+    e.hub.faults(|f| {
+        f.drop_after
+            .insert("model.safetensors".into(), (100_000, 2));
+        f.fail_500.insert("tökenizer.json".into(), 2);
+    });
+    let o = e.run(&[
+        "reproduce",
+        "--lock",
+        l.to_str().unwrap(),
+        "--expect",
+        &r,
+        "-q",
+    ]);
+    assert_eq!(ok(&o), r);
+    assert!(
+        e.hub.log().iter().any(|l| l.ends_with("range=100000-")),
+        "resumed with a Range request: {:?}",
+        e.hub.log()
+    );
+    assert!(blobs_in_cache(&e).is_empty());
+}
+
+#[test]
+fn reproduce_stream_refuses_changed_bytes() {
+    let e = Env::new();
+    let (l, r) = reference_then_empty_cache(&e);
+    e.hub.faults(|f| f.corrupt.push("model.safetensors".into()));
+    let o = e.run(&[
+        "reproduce",
+        "--lock",
+        l.to_str().unwrap(),
+        "--expect",
+        &r,
+        "-q",
+    ]);
+    let want = hex::encode(Sha256::digest(&model(1)[3].1));
+    fails(&o, &["model.safetensors", "lock says", &want]);
+    assert!(blobs_in_cache(&e).is_empty());
+}

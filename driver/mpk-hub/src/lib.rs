@@ -1,6 +1,7 @@
 //! The Hugging Face Hub edge of mpk: lock files (`lock`), the Hub's
 //! hashes (`oid`), the HTTP client (`client`), the standard Hugging Face
-//! cache layout (`cache`) and verified downloads into it (`fetch`).
+//! cache layout (`cache`), verified downloads into it (`fetch`) and ranged
+//! reads that bypass it (`stream`).
 //!
 //! This crate does HTTP and files; it knows nothing of images. Every URL it
 //! builds for a file names the 40-hex commit, never a branch, and every
@@ -14,6 +15,7 @@ pub mod lock;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod oid;
+pub mod stream;
 
 pub use cache::HfCache;
 pub use client::{Hub, HubConfig};
