@@ -286,3 +286,99 @@ fn report_data_check(policy: &Policy, found: &[u8; 64]) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_data_is_hex_zero_padded_to_64_bytes() {
+        let d = parse_report_data(" 00ff10 ").unwrap();
+        assert_eq!(&d[..3], &[0x00, 0xff, 0x10]);
+        assert!(d[3..].iter().all(|&b| b == 0));
+        assert_eq!(parse_report_data("").unwrap(), [0; 64]);
+        assert_eq!(parse_report_data(&"ab".repeat(64)).unwrap(), [0xab; 64]);
+        for bad in ["abc", "zz", &"00".repeat(65)] {
+            assert!(matches!(
+                parse_report_data(bad),
+                Err(AttestError::ReportData(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn evidence_may_be_raw_or_hex() {
+        assert_eq!(raw_or_hex(b"0a0B\n"), [0x0a, 0x0b]);
+        // Odd length, non-hex, empty: taken as raw bytes.
+        for raw in [&b"0a0"[..], b"hello", b"", b"\x01\x02"] {
+            assert_eq!(raw_or_hex(raw), raw);
+        }
+    }
+
+    #[test]
+    fn times_round_trip_and_bad_ones_are_named() {
+        let t = parse_time("2025-06-20T00:00:00Z").unwrap();
+        assert_eq!(t, 1_750_377_600);
+        assert_eq!(format_time(t), "2025-06-20T00:00:00Z");
+        assert_eq!(parse_time("2025-06-20T02:00:00+02:00").unwrap(), t);
+        let e = parse_time("yesterday").unwrap_err();
+        assert!(
+            e.to_string().contains("\"yesterday\" is not RFC 3339"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn verdict_passes_only_without_failures_and_not_empty() {
+        let pass = Check::new("a", "x", "x", true);
+        let fail = Check::new("b", "x", "y", false);
+        let skip = Check::skipped("c", "(not given)", "z");
+        assert!(!Verdict::new("sev-snp", 0, None, vec![]).pass);
+        let v = Verdict::new("sev-snp", 0, None, vec![pass.clone(), skip.clone()]);
+        assert!(v.pass);
+        assert!(v.to_text().contains("SKIP c"));
+        assert!(
+            v.to_text()
+                .ends_with("verdict: PASS (every required check passed)\n")
+        );
+        let v = Verdict::new("sev-snp", 0, None, vec![pass, fail, skip]);
+        assert!(!v.pass);
+        assert_eq!(v.failed(), ["b"]);
+        assert!(
+            v.to_text()
+                .contains("FAIL b\n     expected: x\n     found:    y\n")
+        );
+        assert!(v.to_text().ends_with("verdict: FAIL (b)\n"));
+        assert_eq!(v.at, "1970-01-01T00:00:00Z");
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["checks"][1]["status"], "fail");
+        assert_eq!(json["checks"][2]["status"], "skipped");
+    }
+
+    #[test]
+    fn eq_hex_compares_bytes_and_shows_hex() {
+        let c = Check::eq_hex("m", &[1, 2], &[1, 3]);
+        assert_eq!((c.expected.as_str(), c.found.as_str()), ("0102", "0103"));
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(Check::eq_hex("m", &[1], &[1]).status, Status::Pass);
+    }
+
+    #[test]
+    fn deployment_documents_parse_and_hex48_checks_length() {
+        let d = Deployment::from_json(
+            br#"{"identity": "x", "snp_measurement": "ab", "tdx_measurement": {"rtmr1": "01", "rtmr2": "02"}}"#,
+        )
+        .unwrap();
+        assert_eq!(d.snp_measurement.as_deref(), Some("ab"));
+        assert_eq!(d.tdx_measurement.unwrap().mrtd, None);
+        for bad in [&b"{"[..], br#"{"snp_measurement": 5}"#] {
+            assert!(matches!(
+                Deployment::from_json(bad),
+                Err(AttestError::Deployment(_))
+            ));
+        }
+        assert_eq!(hex48("m", &"11".repeat(48)).unwrap(), [0x11; 48]);
+        assert_eq!(hex48("m", "ab").unwrap_err(), "m is 1 bytes, expected 48");
+        assert!(hex48("m", "xy").unwrap_err().starts_with("m is not hex"));
+    }
+}

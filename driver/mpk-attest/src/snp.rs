@@ -86,6 +86,13 @@ fn pinned() -> Result<Vec<Root>, AttestError> {
 }
 
 fn chain_from_file(bytes: &[u8]) -> Result<Root, AttestError> {
+    // `load_pem_chain` computes `len - 1` and so overflows on an empty input.
+    if bytes.trim_ascii().is_empty() {
+        return Err(cert_err(
+            "--ca-chain",
+            "empty file; expected a self-signed ARK and an ASK it signs (PEM)",
+        ));
+    }
     let certs =
         x509_cert::Certificate::load_pem_chain(bytes).map_err(|e| cert_err("--ca-chain", e))?;
     let self_issued =
@@ -412,4 +419,361 @@ pub fn verify(
     checks.push(report_data_check(policy, &report.report_data));
 
     Ok(Verdict::new("sev-snp", policy.at, trusted, checks))
+}
+
+/// The self-made test hierarchy, shared with mpk-cli's `attest_selfmade`.
+#[cfg(test)]
+#[path = "../../mpk-cli/tests/selfmade/mod.rs"]
+mod selfmade;
+
+#[cfg(test)]
+mod tests {
+    //! Verification of synthetic reports signed by a self-made ARK → ASK →
+    //! VCEK hierarchy (the support module mpk-cli's `attest_selfmade`
+    //! integration test uses too): each policy case fails its own check
+    //! and nothing else.
+
+    use super::*;
+    use crate::Status;
+    use selfmade::{Pki, ReportSpec, TCB};
+
+    const MEASUREMENT: [u8; 48] = [0x5a; 48];
+    /// 2030-01-01T00:00:00Z, inside the test certificates' validity.
+    const AT: i64 = 1_893_456_000;
+
+    fn deployment() -> Deployment {
+        Deployment {
+            snp_measurement: Some(hex::encode(MEASUREMENT)),
+            tdx_measurement: None,
+        }
+    }
+
+    fn policy(trust: bool) -> Policy {
+        Policy {
+            report_data: None,
+            at: AT,
+            trusted_roots: if trust {
+                vec![Pki::shared().ark_pem().into_bytes()]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn run_with(report: &[u8], vcek: &[u8], chain: &[u8], policy: &Policy) -> Verdict {
+        let ev = Evidence {
+            report,
+            vcek,
+            ca_chain: Some(chain),
+        };
+        verify(&deployment(), &ev, policy).expect("verdict")
+    }
+
+    fn run(report: &[u8], policy: &Policy) -> Verdict {
+        let pki = Pki::shared();
+        run_with(report, &pki.vcek_der(), pki.chain_pem().as_bytes(), policy)
+    }
+
+    fn spec() -> ReportSpec {
+        ReportSpec::new(MEASUREMENT)
+    }
+
+    fn check<'a>(v: &'a Verdict, name: &str) -> &'a Check {
+        v.checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name}: {v:#?}"))
+    }
+
+    #[test]
+    fn synthetic_report_passes_under_trusted_test_root() {
+        let pki = Pki::shared();
+        let v = run(&pki.report(&spec()), &policy(true));
+        assert!(v.pass, "{}", v.to_text());
+        let root = v.trusted_root.as_ref().expect("trusted root");
+        assert_eq!(root.name, "--trust-ark");
+        assert_eq!(root.sha256, fingerprint(&pki.ark));
+        assert_eq!(check(&v, "measurement").found, hex::encode(MEASUREMENT));
+        assert_eq!(check(&v, "chip_id").status, Status::Pass);
+        assert_eq!(check(&v, "report_data").status, Status::Skipped);
+        assert!(v.failed().is_empty());
+        // The chain's VCEK may be given as PEM too.
+        let v = run_with(
+            &pki.report(&spec()),
+            selfmade::pem(&pki.vcek).as_bytes(),
+            pki.chain_pem().as_bytes(),
+            &policy(true),
+        );
+        assert!(v.pass, "{}", v.to_text());
+    }
+
+    #[test]
+    fn every_supported_version_verifies_and_others_are_refused() {
+        let pki = Pki::shared();
+        for version in 2..=5 {
+            let mut s = spec();
+            s.version = version;
+            let v = run(&pki.report(&s), &policy(true));
+            assert!(v.pass, "version {version}: {}", v.to_text());
+        }
+        for version in [0u32, 1, 6, 0x100] {
+            let mut r = pki.report(&spec());
+            r[0..4].copy_from_slice(&version.to_le_bytes());
+            pki.sign(&mut r);
+            let ev = Evidence {
+                report: &r,
+                vcek: &pki.vcek_der(),
+                ca_chain: None,
+            };
+            match verify(&deployment(), &ev, &policy(true)) {
+                Err(AttestError::UnknownReportVersion(v)) => assert_eq!(v, version),
+                other => panic!("version {version}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_overlong_reports_are_refused() {
+        let r = Pki::shared().report(&spec());
+        for len in [0, 4, REPORT_LEN - 1, REPORT_LEN + 1] {
+            let mut b = r.clone();
+            b.resize(len, 0);
+            match parse_report(&b) {
+                Err(AttestError::TruncatedReport { len: l, expected }) => {
+                    assert_eq!((l, expected), (len, REPORT_LEN))
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn untrusted_root_fails_only_root_trusted() {
+        let v = run(&Pki::shared().report(&spec()), &policy(false));
+        assert!(!v.pass);
+        assert_eq!(v.failed(), ["root_trusted"]);
+        assert!(v.trusted_root.is_none());
+        assert!(check(&v, "root_trusted").found.contains("untrusted root"));
+        // Trusting some other root does not help.
+        let mut p = policy(false);
+        p.trusted_roots = vec![selfmade::pem(&Pki::shared().ask).into_bytes()];
+        let v = run(&Pki::shared().report(&spec()), &p);
+        assert_eq!(v.failed(), ["root_trusted"]);
+    }
+
+    #[test]
+    fn debug_bit_fails_debug_disabled() {
+        let mut s = spec();
+        s.debug = true;
+        let v = run(&Pki::shared().report(&s), &policy(true));
+        assert_eq!(v.failed(), ["debug_disabled"]);
+        assert!(check(&v, "debug_disabled").found.contains("DEBUG = 1"));
+    }
+
+    #[test]
+    fn measurement_mismatch_fails_measurement() {
+        let mut s = spec();
+        s.measurement[47] ^= 1;
+        let v = run(&Pki::shared().report(&s), &policy(true));
+        assert_eq!(v.failed(), ["measurement"]);
+        let c = check(&v, "measurement");
+        assert_eq!(c.expected, hex::encode(MEASUREMENT));
+        assert_eq!(c.found, hex::encode(s.measurement));
+        assert!(v.to_text().contains("verdict: FAIL (measurement)"));
+    }
+
+    #[test]
+    fn report_data_is_compared_when_given() {
+        let mut s = spec();
+        s.report_data[..4].copy_from_slice(b"\x01\x02\x03\x04");
+        let r = Pki::shared().report(&s);
+        let mut p = policy(true);
+        p.report_data = Some(crate::parse_report_data("01020304").unwrap());
+        assert!(run(&r, &p).pass);
+        p.report_data = Some(crate::parse_report_data("01020305").unwrap());
+        assert_eq!(run(&r, &p).failed(), ["report_data"]);
+    }
+
+    #[test]
+    fn signature_covers_every_signed_byte_and_only_p384() {
+        let pki = Pki::shared();
+        let r = pki.report(&spec());
+        // Bytes the parser does not police (REPORT_DATA, MEASUREMENT,
+        // HOST_DATA, CHIP_ID) changed after signing.
+        for at in [0x50, 0x90, 0xC0, 0x1A0] {
+            let mut b = r.clone();
+            b[at] ^= 0x10;
+            let v = run(&b, &policy(true));
+            assert!(v.failed().contains(&"report_signature"), "byte {at:#x}");
+        }
+        // A report claiming another signature algorithm.
+        let mut s = spec();
+        s.sig_algo = 2;
+        let v = run(&pki.report(&s), &policy(true));
+        assert_eq!(v.failed(), ["report_signature"]);
+        assert!(check(&v, "report_signature").found.contains("algorithm 2"));
+        // A report signed by another P-384 key.
+        let other = Pki::second();
+        let v = run(&other.report(&spec()), &policy(true));
+        assert_eq!(v.failed(), ["report_signature"]);
+    }
+
+    #[test]
+    fn reported_tcb_must_match_the_vcek() {
+        let pki = Pki::shared();
+        let mut s = spec();
+        s.tcb.microcode -= 1;
+        let v = run(&pki.report(&s), &policy(true));
+        assert_eq!(v.failed(), ["reported_tcb"]);
+        let c = check(&v, "reported_tcb");
+        assert!(c.expected.contains(&format!("microcode={}", TCB.microcode)));
+        assert!(c.found.contains(&format!("microcode={}", s.tcb.microcode)));
+        // A VCEK for the report's TCB makes it pass again.
+        let vcek = pki.vcek_for(
+            &s.tcb,
+            &selfmade::chip_id(),
+            (selfmade::NOT_BEFORE, selfmade::NOT_AFTER),
+        );
+        let v = run_with(
+            &pki.report(&s),
+            &selfmade::der_of(&vcek),
+            pki.chain_pem().as_bytes(),
+            &policy(true),
+        );
+        assert!(v.pass, "{}", v.to_text());
+    }
+
+    #[test]
+    fn chip_id_must_match_the_vcek_hwid_unless_masked() {
+        let pki = Pki::shared();
+        let mut s = spec();
+        s.chip_id[3] ^= 1;
+        let v = run(&pki.report(&s), &policy(true));
+        assert_eq!(v.failed(), ["chip_id"]);
+        // MaskChipId: all zero, reported as skipped (version 3 and up; a
+        // version-2 report needs the CHIP_ID to tell the generation).
+        s.chip_id = [0; 64];
+        let v = run(&pki.report(&s), &policy(true));
+        assert!(v.pass, "{}", v.to_text());
+        assert_eq!(check(&v, "chip_id").status, Status::Skipped);
+    }
+
+    #[test]
+    fn certificates_are_judged_at_the_given_time() {
+        let pki = Pki::shared();
+        let r = pki.report(&spec());
+        let mut p = policy(true);
+        p.at = selfmade::NOT_BEFORE as i64 - 1;
+        let v = run(&r, &p);
+        assert_eq!(v.failed(), ["certificate_validity"]);
+        assert!(
+            check(&v, "certificate_validity")
+                .found
+                .contains("VCEK valid")
+        );
+        p.at = selfmade::NOT_AFTER as i64 + 1;
+        assert_eq!(run(&r, &p).failed(), ["certificate_validity"]);
+        // An expired VCEK alone.
+        let vcek = pki.vcek_for(
+            &TCB,
+            &selfmade::chip_id(),
+            (selfmade::NOT_BEFORE, selfmade::NOT_BEFORE + 10),
+        );
+        let v = run_with(
+            &r,
+            &selfmade::der_of(&vcek),
+            pki.chain_pem().as_bytes(),
+            &policy(true),
+        );
+        assert_eq!(v.failed(), ["certificate_validity"]);
+        let found = &check(&v, "certificate_validity").found;
+        assert!(found.starts_with("VCEK valid"), "{found}");
+    }
+
+    #[test]
+    fn broken_chain_links_fail_by_name() {
+        let pki = Pki::shared();
+        let other = Pki::second();
+        let r = pki.report(&spec());
+        // An ASK that the ARK did not sign (another hierarchy's ASK under
+        // our ARK): the VCEK is not signed by it either.
+        let chain = selfmade::pem(&other.ask) + &pki.ark_pem();
+        let v = run_with(&r, &pki.vcek_der(), chain.as_bytes(), &policy(true));
+        let failed = v.failed();
+        assert!(failed.contains(&"ark_signs_ask"), "{failed:?}");
+        assert!(failed.contains(&"ask_signs_vcek"), "{failed:?}");
+        assert!(!failed.contains(&"root_trusted"), "{failed:?}");
+        // The other hierarchy's VCEK under ours.
+        let v = run_with(
+            &other.report(&spec()),
+            &other.vcek_der(),
+            pki.chain_pem().as_bytes(),
+            &policy(true),
+        );
+        assert_eq!(v.failed(), ["ask_signs_vcek"]);
+    }
+
+    #[test]
+    fn vcek_extensions_are_read_as_amd_writes_them() {
+        let pki = Pki::shared();
+        let (tcb, hwid) = vcek_extensions(&pki.vcek);
+        assert_eq!(
+            tcb,
+            CertTcb {
+                bootloader: Some(TCB.bootloader),
+                tee: Some(TCB.tee),
+                snp: Some(TCB.snp),
+                microcode: Some(TCB.microcode),
+                fmc: None,
+            }
+        );
+        assert_eq!(hwid.as_deref(), Some(&selfmade::chip_id()[..]));
+        // A certificate without them (the ASK) has none.
+        assert_eq!(vcek_extensions(&pki.ask), (CertTcb::default(), None));
+    }
+
+    #[test]
+    fn chain_file_needs_a_self_signed_ark_and_an_ask() {
+        let pki = Pki::shared();
+        assert!(chain_from_file(pki.chain_pem().as_bytes()).is_ok());
+        // ARK first works as well.
+        let swapped = pki.ark_pem() + &selfmade::pem(&pki.ask);
+        let root = chain_from_file(swapped.as_bytes()).unwrap();
+        assert_eq!(der(&root.ark), der(&pki.ark));
+        // An empty or blank file (once an arithmetic overflow in
+        // `load_pem_chain`) is refused like the others.
+        let blank = ["".to_string(), "\n\r\n".to_string(), " ".to_string()];
+        for bad in [pki.ark_pem(), selfmade::pem(&pki.ask)]
+            .into_iter()
+            .chain(blank)
+        {
+            assert!(matches!(
+                chain_from_file(bad.as_bytes()),
+                Err(AttestError::Certificate { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn deployment_without_snp_measurement_is_an_error() {
+        let pki = Pki::shared();
+        let r = pki.report(&spec());
+        let ev = Evidence {
+            report: &r,
+            vcek: &pki.vcek_der(),
+            ca_chain: None,
+        };
+        for d in [
+            Deployment::default(),
+            Deployment {
+                snp_measurement: Some("abcd".into()),
+                tdx_measurement: None,
+            },
+        ] {
+            assert!(matches!(
+                verify(&d, &ev, &policy(true)),
+                Err(AttestError::Deployment(_))
+            ));
+        }
+    }
 }
