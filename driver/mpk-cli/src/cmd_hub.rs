@@ -171,20 +171,46 @@ fn split_repo(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Download progress: a per-file bar (bytes, bytes/s, ETA) on a terminal,
+/// plain lines otherwise, nothing with `--quiet`.
 fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
+    let mut bar: Option<indicatif::ProgressBar> = None;
     move |e| {
         if quiet {
             return;
         }
+        let line = |s: String| match &bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        };
         match e {
-            Event::Cached(p, n) => eprintln!("cached     {p} ({n} bytes, verified)"),
-            Event::Start(p, from, n) if from > 0 => {
-                eprintln!("resuming   {p} at byte {from} of {n}")
+            Event::Cached(p, n) => line(format!("cached     {p} ({n} bytes, verified)")),
+            Event::Start(p, from, n) => {
+                if from > 0 {
+                    line(format!("resuming   {p} at byte {from} of {n}"));
+                } else {
+                    line(format!("fetching   {p} ({n} bytes)"));
+                }
+                if let Some(old) = bar.take() {
+                    old.finish_and_clear();
+                }
+                bar = crate::progress::bytes_bar(n, "downloading", false);
+                if let Some(b) = &bar {
+                    b.set_position(from);
+                }
             }
-            Event::Start(p, _, n) => eprintln!("fetching   {p} ({n} bytes)"),
-            Event::Done(p) => eprintln!("verified   {p}"),
-            Event::Retry(p, why) => eprintln!("retrying   {p}: {why}"),
-            Event::Bytes(_) => {}
+            Event::Done(p) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                eprintln!("verified   {p}");
+            }
+            Event::Retry(p, why) => line(format!("retrying   {p}: {why}")),
+            Event::Bytes(n) => {
+                if let Some(b) = &bar {
+                    b.inc(n);
+                }
+            }
         }
     }
 }
@@ -338,6 +364,7 @@ fn run_build(a: BuildArgs) -> Result<()> {
         json: false,
         force: a.force,
         backend: Backend::Native,
+        quiet: a.quiet,
     };
     // The single pass re-hashes every file; they must still be what the
     // lock (and so the Hub) says, or nothing is renamed into place.
@@ -445,7 +472,13 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
             // hash tree: nothing is written, so a model larger than the
             // free disk can be reproduced.
             let identity: Identity = lock.identity.parse()?;
-            let got = reproduce_remote(std::sync::Arc::new(hub), &lock, &identity, a.threads)?;
+            let got = reproduce_remote(
+                std::sync::Arc::new(hub),
+                &lock,
+                &identity,
+                a.threads,
+                a.quiet,
+            )?;
             println!("{got}");
             if got != expect {
                 bail!("computed reference {got} differs from the expected {expect}");
@@ -459,7 +492,7 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         let dir = staging.path().to_owned();
         (lock.identity.parse()?, Some(staging), dir)
     };
-    let got = reproduce_dir(&dir, &identity, a.threads)?;
+    let got = reproduce_dir(&dir, &identity, a.threads, a.quiet)?;
     println!("{got}");
     if got != expect {
         bail!("computed reference {got} differs from the expected {expect}");
@@ -538,6 +571,7 @@ pub fn reproduce_remote(
     lock: &Lock,
     identity: &Identity,
     threads: Option<usize>,
+    quiet: bool,
 ) -> Result<Reference> {
     if threads == Some(0) {
         bail!("--threads must be at least 1");
@@ -550,14 +584,22 @@ pub fn reproduce_remote(
         .num_threads(threads.unwrap_or(0))
         .build()
         .context("cannot start the hashing threads")?;
+    let bar = crate::progress::bytes_bar(layout.image_len(), "reproducing", quiet);
     let packed = crate::pack::pack_into(
         &scan,
         &layout,
-        &identity.salt(),
-        *uuid.as_bytes(),
-        None,
+        &crate::pack::PackParams {
+            salt: &identity.salt(),
+            uuid: *uuid.as_bytes(),
+            out: None,
+            hash_files: true,
+            progress: &|n| {
+                if let Some(b) = &bar {
+                    b.inc(n);
+                }
+            },
+        },
         &pool,
-        true,
     )?;
     for (i, src) in scan.sources.iter().enumerate() {
         let Some(src) = src else { continue };
@@ -586,6 +628,7 @@ pub fn reproduce_dir(
     dir: &std::path::Path,
     identity: &Identity,
     threads: Option<usize>,
+    quiet: bool,
 ) -> Result<Reference> {
     if threads == Some(0) {
         bail!("--threads must be at least 1");
@@ -598,14 +641,22 @@ pub fn reproduce_dir(
         .num_threads(threads.unwrap_or(0))
         .build()
         .context("cannot start the hashing threads")?;
+    let bar = crate::progress::bytes_bar(layout.image_len(), "reproducing", quiet);
     let packed = crate::pack::pack_into(
         &scan,
         &layout,
-        &identity.salt(),
-        *uuid.as_bytes(),
-        None,
+        &crate::pack::PackParams {
+            salt: &identity.salt(),
+            uuid: *uuid.as_bytes(),
+            out: None,
+            hash_files: false,
+            progress: &|n| {
+                if let Some(b) = &bar {
+                    b.inc(n);
+                }
+            },
+        },
         &pool,
-        false,
     )?;
     Ok(Reference {
         root: packed.root,

@@ -51,6 +51,9 @@ pub struct PackArgs {
     /// Which implementation writes the image.
     #[arg(long, value_enum, default_value = "native")]
     pub backend: Backend,
+    /// No progress bar (one is shown only when standard error is a terminal).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// One file in the JSON report.
@@ -138,15 +141,26 @@ pub fn pack_checked(
     let (mpk_tmp, root, sha256) = match a.backend {
         Backend::Native => {
             let tmp = outputs.temp_mpk()?;
+            let bar = crate::progress::bytes_bar(layout.image_len(), "packing", a.quiet);
             let packed = pack::pack_into(
                 &scan,
                 &layout,
-                &salt,
-                *uuid.as_bytes(),
-                Some(tmp.as_file()),
+                &pack::PackParams {
+                    salt: &salt,
+                    uuid: *uuid.as_bytes(),
+                    out: Some(tmp.as_file()),
+                    hash_files,
+                    progress: &|n| {
+                        if let Some(b) = &bar {
+                            b.inc(n);
+                        }
+                    },
+                },
                 &pool,
-                hash_files,
             )?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             (tmp, packed.root, packed.sha256)
         }
         Backend::Tools => {

@@ -11,6 +11,7 @@ pub mod hashing;
 pub mod identity;
 pub mod output;
 pub mod pack;
+pub mod progress;
 pub mod reference;
 pub mod scan;
 pub mod tools;

@@ -281,22 +281,39 @@ impl Producer<'_> {
     }
 }
 
-/// Writes the `.mpk` bytes (image, verity superblock, hash tree) of
-/// `layout` into `out`, which must be empty; with `out = None` nothing is
-/// written and only the root hash (and file hashes) are computed, the way
-/// `mpk reproduce` checks a reference without disk space for an image.
-/// Hashing runs on `pool`.
-/// With `hash_files`, each file's SHA-256 is computed in the same pass
-/// (one more SHA-256 over every input byte, on the reading thread).
+/// How to pack: the verity salt and UUID, where the bytes go, and what
+/// else to compute on the way.
+pub struct PackParams<'a> {
+    /// dm-verity salt (SHA-256 of the identity).
+    pub salt: &'a [u8],
+    /// EROFS and verity UUID.
+    pub uuid: [u8; 16],
+    /// The empty output file; `None` writes nothing and only computes the
+    /// root hash (and file hashes), the way `mpk reproduce` checks a
+    /// reference without disk space for an image.
+    pub out: Option<&'a File>,
+    /// Also compute each file's SHA-256 in the same pass (one more SHA-256
+    /// over every input byte, on the reading thread).
+    pub hash_files: bool,
+    /// Told how many image bytes each finished batch added.
+    pub progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// Streams the `.mpk` bytes (image, verity superblock, hash tree) of
+/// `layout` as `p` says; hashing runs on `pool`.
 pub fn pack_into(
     scan: &Scan,
     layout: &Layout,
-    salt: &[u8],
-    uuid: [u8; 16],
-    out: Option<&File>,
+    p: &PackParams<'_>,
     pool: &rayon::ThreadPool,
-    hash_files: bool,
 ) -> Result<Packed> {
+    let PackParams {
+        salt,
+        uuid,
+        out,
+        hash_files,
+        progress,
+    } = *p;
     let blocks = layout.blocks();
     let h = layout.image_len();
     let tails = read_tails(scan, layout)?;
@@ -368,6 +385,7 @@ pub fn pack_into(
                     put(blk, off).with_context(|| write_err("a hash block", off))
                 })?;
                 pos += (buf.len() as u64) / B;
+                progress(buf.len() as u64);
                 if empty_tx.send(batch).is_err() {
                     break;
                 }

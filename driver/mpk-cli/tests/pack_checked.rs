@@ -26,6 +26,7 @@ fn setup() -> (tempfile::TempDir, PackArgs, BTreeMap<String, String>) {
         json: false,
         force: false,
         backend: Backend::Native,
+        quiet: true,
     };
     (tmp, args, expected)
 }

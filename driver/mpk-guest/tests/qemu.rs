@@ -271,6 +271,7 @@ fn setup() -> Result<Env, String> {
         json: false,
         force: true,
         backend: mpk_cli::cmd_pack::Backend::Native,
+        quiet: true,
     };
     let report = mpk_cli::cmd_pack::pack(&args, false).map_err(|e| format!("{e:#}"))?;
     Ok(Env {
