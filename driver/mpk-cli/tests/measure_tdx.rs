@@ -96,9 +96,13 @@ fn ours(c: &Case) -> String {
     });
     match r {
         Ok(m) => {
-            let mut o = json!({"rtmr1": m.rtmr1.to_string(), "rtmr2": m.rtmr2.to_string()});
+            // Sorted keys whatever serde_json's map type (another crate in
+            // the workspace turns on its preserve_order feature).
+            let mut o = std::collections::BTreeMap::new();
+            o.insert("rtmr1", m.rtmr1.to_string());
+            o.insert("rtmr2", m.rtmr2.to_string());
             if let Some(d) = m.mrtd {
-                o["mrtd"] = d.to_string().into();
+                o.insert("mrtd", d.to_string());
             }
             // Python's json.dumps(sort_keys=True) spacing.
             serde_json::to_string(&o)
