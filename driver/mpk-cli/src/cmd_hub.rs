@@ -83,6 +83,9 @@ pub struct BuildArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print the manifest (JSON) instead of the bare reference.
+    #[arg(long)]
+    pub json: bool,
     /// A base image folder (vm-images/<name>, holding image.json); for each,
     /// `<commit>.<name>.deployment.json` is written (as `mpk measure
     /// deployment` would). Repeatable.
@@ -113,6 +116,9 @@ pub struct ReproduceArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print `{identity, computed, expected, match}` as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `mpk identity`.
@@ -396,7 +402,11 @@ fn run_build(a: BuildArgs) -> Result<()> {
         }
         return Err(e.context("nothing was kept"));
     }
-    println!("{}", report.reference);
+    if a.json {
+        print!("{text}");
+    } else {
+        println!("{}", report.reference);
+    }
     Ok(())
 }
 
@@ -479,11 +489,7 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
                 a.threads,
                 a.quiet,
             )?;
-            println!("{got}");
-            if got != expect {
-                bail!("computed reference {got} differs from the expected {expect}");
-            }
-            return Ok(());
+            return verdict(&identity, &got, &expect, a.json);
         }
         // Offline: the files must be in the cache (verified before use).
         fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
@@ -493,7 +499,23 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         (lock.identity.parse()?, Some(staging), dir)
     };
     let got = reproduce_dir(&dir, &identity, a.threads, a.quiet)?;
-    println!("{got}");
+    verdict(&identity, &got, &expect, a.json)
+}
+
+/// Prints the computed reference (or, with `json`, `{identity, computed,
+/// expected, match}`) and fails unless it equals the expected one.
+fn verdict(identity: &Identity, got: &Reference, expect: &Reference, json: bool) -> Result<()> {
+    if json {
+        let v = serde_json::json!({
+            "identity": identity.to_string(),
+            "computed": got.to_string(),
+            "expected": expect.to_string(),
+            "match": got == expect,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{got}");
+    }
     if got != expect {
         bail!("computed reference {got} differs from the expected {expect}");
     }

@@ -685,3 +685,44 @@ fn reproduce_stream_refuses_changed_bytes() {
     fails(&o, &["model.safetensors", "lock says", &want]);
     assert!(blobs_in_cache(&e).is_empty());
 }
+
+#[test]
+fn json_outputs_of_build_and_reproduce() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    let o = e.build(&["--lock", l.to_str().unwrap(), "-q", "--json"]);
+    let manifest: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let r = manifest["reference"].as_str().unwrap().to_owned();
+    let on_disk = std::fs::read(e.out().join(format!("acme/tiny/{C1}.manifest.json"))).unwrap();
+    assert_eq!(
+        manifest,
+        serde_json::from_slice::<serde_json::Value>(&on_disk).unwrap()
+    );
+    let o = e.run(&[
+        "reproduce",
+        "--lock",
+        l.to_str().unwrap(),
+        "--expect",
+        &r,
+        "-q",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert_eq!(v["match"], true);
+    assert_eq!(v["computed"], r.as_str());
+    let flipped = if r.as_bytes()[0] == b'0' { "1" } else { "0" };
+    let wrong = format!("{flipped}{}", &r[1..]);
+    let o = e.run(&[
+        "reproduce",
+        "--lock",
+        l.to_str().unwrap(),
+        "--expect",
+        &wrong,
+        "-q",
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["match"], false);
+    assert_eq!(v["expected"], wrong.as_str());
+}
