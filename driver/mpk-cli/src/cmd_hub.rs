@@ -595,34 +595,9 @@ pub fn reproduce_remote(
     threads: Option<usize>,
     quiet: bool,
 ) -> Result<Reference> {
-    if threads == Some(0) {
-        bail!("--threads must be at least 1");
-    }
-    let uuid = identity.uuid();
     let scan = remote_scan(hub, lock)?;
-    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
-        .with_context(|| format!("cannot lay out {}", lock.identity))?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
-        .build()
-        .context("cannot start the hashing threads")?;
-    let bar = crate::progress::bytes_bar(layout.image_len(), "reproducing", quiet);
-    let packed = crate::pack::pack_into(
-        &scan,
-        &layout,
-        &crate::pack::PackParams {
-            salt: &identity.salt(),
-            uuid: *uuid.as_bytes(),
-            out: None,
-            hash_files: true,
-            progress: &|n| {
-                if let Some(b) = &bar {
-                    b.inc(n);
-                }
-            },
-        },
-        &pool,
-    )?;
+    let (reference, sha256) = reproduce_scan(&scan, identity, threads, quiet, true)
+        .with_context(|| format!("cannot reproduce {}", lock.identity))?;
     for (i, src) in scan.sources.iter().enumerate() {
         let Some(src) = src else { continue };
         let path = src.path.to_string_lossy();
@@ -632,16 +607,12 @@ pub fn reproduce_remote(
             .find(|f| f.path == path)
             .map(|f| f.sha256.as_str())
             .expect("every source comes from the lock");
-        let got = hex::encode(packed.sha256[&NodeId(i)]);
+        let got = hex::encode(sha256[&NodeId(i)]);
         if got != want {
             bail!("`{path}` streamed from the Hub has sha256 {got}, but the lock says {want}");
         }
     }
-    Ok(Reference {
-        root: packed.root,
-        hash_offset: packed.hash_offset,
-        uuid,
-    })
+    Ok(reference)
 }
 
 /// The reference `mpk pack` would write for `dir`, computed without
@@ -652,26 +623,40 @@ pub fn reproduce_dir(
     threads: Option<usize>,
     quiet: bool,
 ) -> Result<Reference> {
+    let scan = scan::scan(dir)?;
+    reproduce_scan(&scan, identity, threads, quiet, false)
+        .with_context(|| format!("cannot reproduce `{}`", dir.display()))
+        .map(|(r, _)| r)
+}
+
+/// Streams `scan` through the layout and the hash tree with no output;
+/// returns the reference and (with `hash_files`) each file's SHA-256.
+fn reproduce_scan(
+    scan: &scan::Scan,
+    identity: &Identity,
+    threads: Option<usize>,
+    quiet: bool,
+    hash_files: bool,
+) -> Result<(Reference, std::collections::HashMap<NodeId, [u8; 32]>)> {
     if threads == Some(0) {
         bail!("--threads must be at least 1");
     }
     let uuid = identity.uuid();
-    let scan = scan::scan(dir)?;
-    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
-        .with_context(|| format!("cannot lay out `{}`", dir.display()))?;
+    let layout =
+        mpk_erofs::plan(&scan.tree, *uuid.as_bytes()).context("cannot lay out the files")?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()
         .context("cannot start the hashing threads")?;
     let bar = crate::progress::bytes_bar(layout.image_len(), "reproducing", quiet);
     let packed = crate::pack::pack_into(
-        &scan,
+        scan,
         &layout,
         &crate::pack::PackParams {
             salt: &identity.salt(),
             uuid: *uuid.as_bytes(),
             out: None,
-            hash_files: false,
+            hash_files,
             progress: &|n| {
                 if let Some(b) = &bar {
                     b.inc(n);
@@ -680,11 +665,12 @@ pub fn reproduce_dir(
         },
         &pool,
     )?;
-    Ok(Reference {
+    let reference = Reference {
         root: packed.root,
         hash_offset: packed.hash_offset,
         uuid,
-    })
+    };
+    Ok((reference, packed.sha256))
 }
 
 fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {

@@ -16,21 +16,8 @@ pub struct Identity {
     rev: String,
 }
 
-fn hub_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 96
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && s != "."
-        && s != ".."
-}
-
-/// True when `s` is exactly `len` lowercase hexadecimal digits.
-pub fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+// The same validation rules as the command-line words the guest parses.
+pub use mpk_measure::cmdline::{hub_name_ok, is_lower_hex};
 
 impl FromStr for Identity {
     type Err = anyhow::Error;

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cache::HfCache;
-use crate::client::{Attempt, Hub};
+use crate::client::{Attempt, FileMeta, Hub};
 use crate::lock::{Lock, LockedFile, included};
 use crate::oid::{GitBlobHasher, git_blob_sha1, lfs_pointer};
 use crate::{Error, Result};
@@ -164,6 +164,27 @@ pub fn fetch_file(
         return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
     }
     let meta = hub.file_meta(repo, commit, exp.path)?;
+    check_meta(&meta, commit, exp)?;
+    let part = cache.incomplete_path(repo, etag);
+    let dir = part.parent().expect("blobs folder");
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    download(hub, &meta.url, &part, exp, progress)?;
+    let sha = match verify(&part, exp, DELETED) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&part, &blob).map_err(Error::io(&blob))?;
+    cache.link_snapshot(repo, commit, exp.path, etag)?;
+    progress(Event::Done(exp.path));
+    Ok(sha)
+}
+
+/// Checks what `HEAD resolve/<commit>/<path>` said (commit, ETag, size)
+/// against what the lock expects.
+pub fn check_meta(meta: &FileMeta, commit: &str, exp: &Expected<'_>) -> Result<()> {
     if let Some(c) = &meta.commit {
         if c != commit {
             return Err(Error::LockMismatch(format!(
@@ -172,6 +193,7 @@ pub fn fetch_file(
             )));
         }
     }
+    let etag = exp.etag();
     if let Some(e) = &meta.etag {
         if e != etag {
             return Err(Error::LockMismatch(format!(
@@ -188,21 +210,7 @@ pub fn fetch_file(
             )));
         }
     }
-    let part = cache.incomplete_path(repo, etag);
-    let dir = part.parent().expect("blobs folder");
-    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    download(hub, &meta.url, &part, exp, progress)?;
-    let sha = match verify(&part, exp, DELETED) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&part, &blob).map_err(Error::io(&blob))?;
-    cache.link_snapshot(repo, commit, exp.path, etag)?;
-    progress(Event::Done(exp.path));
-    Ok(sha)
+    Ok(())
 }
 
 /// Downloads `url` into `part`, resuming what is there.

@@ -29,31 +29,7 @@ impl RemoteFile {
             return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
         }
         let meta = hub.file_meta(repo, commit, exp.path)?;
-        if let Some(c) = &meta.commit {
-            if c != commit {
-                return Err(Error::LockMismatch(format!(
-                    "`{}`: asked for commit {commit}, the Hub answered for {c}",
-                    exp.path
-                )));
-            }
-        }
-        let etag = exp.lfs_sha256.unwrap_or(exp.git_oid);
-        if let Some(e) = &meta.etag {
-            if e != etag {
-                return Err(Error::LockMismatch(format!(
-                    "`{}`: the Hub's ETag is {e}, expected {etag}",
-                    exp.path
-                )));
-            }
-        }
-        if let Some(s) = meta.size {
-            if s != exp.size {
-                return Err(Error::LockMismatch(format!(
-                    "`{}`: the Hub says {s} bytes, expected {}",
-                    exp.path, exp.size
-                )));
-            }
-        }
+        crate::fetch::check_meta(&meta, commit, exp)?;
         Ok(Self {
             hub,
             url: meta.url,

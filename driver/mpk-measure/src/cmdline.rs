@@ -170,11 +170,14 @@ pub fn identity_uuid(identity: &str) -> uuid::Uuid {
     )
 }
 
-fn is_lower_hex(s: &str, len: usize) -> bool {
+/// True when `s` is exactly `len` lowercase hexadecimal digits.
+pub fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn hub_name_ok(s: &str) -> bool {
+/// True for a Hub organisation or repository name: 1 to 96 letters,
+/// digits, `-`, `_`, `.`, and not `.` or `..`.
+pub fn hub_name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 96
         && s.bytes()
