@@ -35,15 +35,37 @@ pub struct VerifyArgs {
     pub threads: Option<usize>,
 }
 
-/// Reads image blocks from the `.mpk` for the EROFS reader.
-struct FileBlocks<'a>(&'a File);
+/// The plaintext bytes of an `.mpk`: the file itself, or a decrypting view
+/// of an `.empk` (`cmd_crypt`). Verification reads only through this.
+pub trait Plaintext: Sync {
+    /// Fills `buf` with the plaintext at `off`.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()>;
+    /// Names plaintext byte `off` for messages.
+    fn where_is(&self, off: u64) -> String {
+        format!("byte offset {off}")
+    }
+    /// What a mismatch may mean beyond tampering (e.g. a wrong key).
+    fn hint(&self) -> &'static str {
+        ""
+    }
+}
 
-impl Source for FileBlocks<'_> {
+impl Plaintext for File {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        self.read_exact_at(buf, off)
+            .with_context(|| format!("cannot read {} bytes at offset {off}", buf.len()))
+    }
+}
+
+/// Image blocks for the EROFS reader.
+struct Blocks<'a>(&'a dyn Plaintext);
+
+impl Source for Blocks<'_> {
     fn block(&mut self, n: u64) -> Result<Vec<u8>, String> {
         let mut buf = vec![0u8; B as usize];
         self.0
-            .read_exact_at(&mut buf, n * B)
-            .map_err(|e| format!("cannot read block {n}: {e}"))?;
+            .read_at(&mut buf, n * B)
+            .map_err(|e| format!("cannot read block {n}: {e:#}"))?;
         Ok(buf)
     }
 }
@@ -52,12 +74,13 @@ impl Source for FileBlocks<'_> {
 struct BadHash {
     level: usize,
     index: u64,
-    offset: u64,
+    place: String,
+    hint: &'static str,
 }
 
 /// Hash blocks authenticated so far: one cached block per level.
 struct Auth<'a> {
-    file: &'a File,
+    src: &'a dyn Plaintext,
     hasher: &'a Hasher,
     geometry: &'a TreeGeometry,
     tree_start: u64,
@@ -87,9 +110,9 @@ impl Auth<'_> {
         }
         let offset = (self.tree_start + self.geometry.level_start(level) + blk) * B;
         let mut buf = vec![0u8; B as usize].into_boxed_slice();
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .with_context(|| format!("cannot read the hash block at offset {offset}"))?;
+        self.src
+            .read_at(&mut buf, offset)
+            .context("cannot read a hash block")?;
         let got = self.hasher.hash(&buf);
         let want = if level + 1 == self.geometry.levels() {
             self.root
@@ -100,7 +123,8 @@ impl Auth<'_> {
             return Err(anyhow!(BadHashError(BadHash {
                 level,
                 index: blk,
-                offset
+                place: self.src.where_is(offset),
+                hint: self.src.hint(),
             })));
         }
         self.hash_blocks_checked += 1;
@@ -117,7 +141,7 @@ impl std::fmt::Debug for BadHash {
         write!(
             f,
             "level {} block {} at {}",
-            self.level, self.index, self.offset
+            self.level, self.index, self.place
         )
     }
 }
@@ -127,8 +151,8 @@ impl std::fmt::Display for BadHashError {
         let b = &self.0;
         write!(
             f,
-            "hash block {} of tree level {} (byte offset {}) does not match the reference root hash: the hash tree is corrupt",
-            b.index, b.level, b.offset
+            "hash block {} of tree level {} ({}) does not match the reference root hash: the hash tree is corrupt{}",
+            b.index, b.level, b.place, b.hint
         )
     }
 }
@@ -137,12 +161,12 @@ impl std::error::Error for BadHashError {}
 
 /// Describes who owns image block `block` (best effort: the image's own
 /// metadata may be what is damaged).
-fn owner_of(file: &File, block: u64) -> String {
+fn owner_of(src: &dyn Plaintext, block: u64) -> String {
     let mut parts = Vec::new();
     if block == 0 {
         parts.push("the EROFS superblock".to_string());
     }
-    match Image::open(FileBlocks(file)).and_then(|mut img| {
+    match Image::open(Blocks(src)).and_then(|mut img| {
         let entries = img.walk()?;
         Ok(img
             .owners(&entries, block)
@@ -200,7 +224,6 @@ pub fn verify(
             r.uuid,
         );
     }
-    let salt = identity.salt();
     let file = File::open(image).with_context(|| format!("cannot open `{image}`"))?;
     let len = file.metadata()?.len();
     let data_blocks = r.hash_offset / B;
@@ -213,9 +236,44 @@ pub fn verify(
             geometry.total_hash_blocks() * B
         );
     }
+    let (hash_blocks, mut problems) = check_plaintext(&file, r, identity, pool)?;
+    if len > expected_len {
+        problems.push(format!(
+            "{} unexpected bytes follow the hash tree (the file should be {expected_len} bytes)",
+            len - expected_len
+        ));
+    }
+    if problems.is_empty() {
+        Ok(format!(
+            "OK: all {data_blocks} data blocks and {hash_blocks} hash blocks of `{image}` verify against {r} ({identity})"
+        ))
+    } else {
+        bail!(
+            "all {data_blocks} data blocks and the hash tree verify against the reference (the guest maps them with explicit parameters), but: {}",
+            problems.join("; ")
+        )
+    }
+}
+
+/// Checks every data and hash block of the plaintext `src` against `r`
+/// and `identity` (hash blocks authenticated top-down from the root, data
+/// blocks against the leaves; the first bad block is an error naming its
+/// owner), then compares the verity superblock with the one the reference
+/// implies. Returns the number of hash blocks checked and the superblock
+/// findings (which do not affect what the guest maps).
+pub fn check_plaintext(
+    src: &dyn Plaintext,
+    r: &Reference,
+    identity: &Identity,
+    pool: &rayon::ThreadPool,
+) -> Result<(u64, Vec<String>)> {
+    let salt = identity.salt();
+    let id_uuid = identity.uuid();
+    let data_blocks = r.hash_offset / B;
+    let geometry = TreeGeometry::new(data_blocks)?;
     let hasher = Hasher::new(&salt);
     let mut auth = Auth {
-        file: &file,
+        src,
         hasher: &hasher,
         geometry: &geometry,
         tree_start: data_blocks + 1,
@@ -228,8 +286,7 @@ pub fn verify(
     while k < data_blocks {
         let n = BATCH.min(data_blocks - k);
         let chunk = &mut buf[..(n * B) as usize];
-        file.read_exact_at(chunk, k * B)
-            .with_context(|| format!("cannot read `{image}` at offset {}", k * B))?;
+        src.read_at(chunk, k * B)?;
         let digests: Vec<[u8; 32]> = pool.install(|| {
             chunk
                 .par_chunks(B as usize)
@@ -241,9 +298,10 @@ pub fn verify(
             let want = auth.digest(0, blk)?;
             if *d != want {
                 bail!(
-                    "data block {blk} (byte offset {}) does not match the hash tree; it holds {}",
-                    blk * B,
-                    owner_of(&file, blk)
+                    "data block {blk} ({}) does not match the hash tree{}; it holds {}",
+                    src.where_is(blk * B),
+                    src.hint(),
+                    owner_of(src, blk)
                 );
             }
         }
@@ -253,22 +311,22 @@ pub fn verify(
     // reference is worth knowing about.
     let mut problems = Vec::new();
     let mut sb_block = vec![0u8; B as usize];
-    file.read_exact_at(&mut sb_block, r.hash_offset)?;
+    src.read_at(&mut sb_block, r.hash_offset)?;
     let expected = mpk_verity::Superblock::new(*id_uuid.as_bytes(), &salt, data_blocks)?;
     match mpk_verity::parse_superblock(&sb_block[..mpk_verity::SUPERBLOCK_SIZE]) {
         Ok(sb) => {
             let fields = sb.mismatches(&expected);
             if !fields.is_empty() {
                 problems.push(format!(
-                    "the on-disk verity superblock (byte offset {}) disagrees with the reference in: {}",
-                    r.hash_offset,
+                    "the on-disk verity superblock ({}) disagrees with the reference in: {}",
+                    src.where_is(r.hash_offset),
                     fields.join(", ")
                 ));
             }
         }
         Err(e) => problems.push(format!(
-            "the on-disk verity superblock (byte offset {}) is unreadable: {e}",
-            r.hash_offset
+            "the on-disk verity superblock ({}) is unreadable: {e}",
+            src.where_is(r.hash_offset)
         )),
     }
     if sb_block[mpk_verity::SUPERBLOCK_SIZE..]
@@ -276,25 +334,9 @@ pub fn verify(
         .any(|&b| b != 0)
     {
         problems.push(format!(
-            "the verity superblock block (byte offset {}) has non-zero padding",
-            r.hash_offset
+            "the verity superblock block ({}) has non-zero padding",
+            src.where_is(r.hash_offset)
         ));
     }
-    if len > expected_len {
-        problems.push(format!(
-            "{} unexpected bytes follow the hash tree (the file should be {expected_len} bytes)",
-            len - expected_len
-        ));
-    }
-    if problems.is_empty() {
-        Ok(format!(
-            "OK: all {data_blocks} data blocks and {} hash blocks of `{image}` verify against {r} ({identity})",
-            auth.hash_blocks_checked
-        ))
-    } else {
-        bail!(
-            "all {data_blocks} data blocks and the hash tree verify against the reference (the guest maps them with explicit parameters), but: {}",
-            problems.join("; ")
-        )
-    }
+    Ok((auth.hash_blocks_checked, problems))
 }
