@@ -2,6 +2,7 @@
 //! feed the pure format crates (`mpk-erofs`, `mpk-verity`).
 
 pub mod cmd_attest;
+pub mod cmd_crypt;
 pub mod cmd_hub;
 pub mod cmd_measure;
 pub mod cmd_pack;
@@ -46,6 +47,12 @@ pub enum Command {
     /// Verify attestation evidence against a deployment document.
     #[command(subcommand)]
     Attest(cmd_attest::AttestCommand),
+    /// Make a 64-byte master key for encrypted packs (mode 0600).
+    Keygen(cmd_crypt::KeygenArgs),
+    /// Encrypt an .mpk into OUT.empk (GPT + dm-crypt) and OUT.info.
+    Encrypt(cmd_crypt::EncryptArgs),
+    /// Decrypt an .empk in memory and check every block against a reference.
+    VerifyEncrypted(cmd_crypt::VerifyEncryptedArgs),
 }
 
 /// Runs a parsed command line.
@@ -57,5 +64,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Measure(c) => cmd_measure::run(c),
         Command::Hub(c) => cmd_hub::run(c),
         Command::Attest(c) => cmd_attest::run(c),
+        Command::Keygen(a) => cmd_crypt::run_keygen(a),
+        Command::Encrypt(a) => cmd_crypt::run_encrypt(a),
+        Command::VerifyEncrypted(a) => cmd_crypt::run_verify_encrypted(a),
     }
 }

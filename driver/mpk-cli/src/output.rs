@@ -41,6 +41,16 @@ fn untrack(p: &std::path::Path) {
     }
 }
 
+/// A temporary file beside `path` (same folder), tracked for interrupt
+/// cleanup.
+pub(crate) fn temp_beside(path: &Utf8Path) -> Result<NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_str().is_empty() => p.to_owned(),
+        _ => Utf8PathBuf::from("."),
+    };
+    temp_in(&dir, path.file_name().unwrap_or("out"))
+}
+
 /// A temporary file in `dir`, tracked for interrupt cleanup.
 fn temp_in(dir: &Utf8Path, final_name: &str) -> Result<NamedTempFile> {
     let t = tempfile::Builder::new()
@@ -53,7 +63,7 @@ fn temp_in(dir: &Utf8Path, final_name: &str) -> Result<NamedTempFile> {
 }
 
 /// Renames a finished temporary file to its final name.
-fn publish(t: NamedTempFile, to: &Utf8Path) -> Result<()> {
+pub(crate) fn publish(t: NamedTempFile, to: &Utf8Path) -> Result<()> {
     let tmp = t.path().to_path_buf();
     t.persist(to)
         .with_context(|| format!("cannot rename the finished output to `{to}`"))?;
@@ -130,7 +140,7 @@ impl Outputs {
 
 /// Temporary files are created 0600; published outputs are world-readable
 /// (0644), as any file a user creates would be.
-fn set_mode(p: &std::path::Path) -> Result<()> {
+pub(crate) fn set_mode(p: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot set the mode of `{}`", p.display()))
