@@ -11,6 +11,9 @@
 #             /dev/shm, i.e. tmpfs, so the disk's durability cost is left out;
 #             give a folder on a loop-mounted `mkfs.xfs -m reflink=1` image to
 #             measure cloning: note cp -r reflinks there too)
+#   DURABLE=1 in the environment: on a disk, compare durable writes (cp -r
+#             and the reference pipeline each followed by `sync`; mpk pack
+#             fsyncs its output before renaming it anyway)
 # Needs: cargo, mkfs.erofs, veritysetup, GNU time (/usr/bin/time).
 set -euo pipefail
 size_mib=${1:-2048}
@@ -67,10 +70,12 @@ for round in 1 2 3; do
   for t in $order; do
     case $t in
       read) run read sh -c "cat '$model'/* > /dev/null" ;;
-      mpk)  rm -f "$work"/mpk.mpk "$work"/mpk.info
+      mpk)  rm -f "$work"/mpk.mpk "$work"/mpk.info; sync
             run mpk "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" ;;
-      ref)  rm -f "$work"/ref.mpk; run ref bash -c reference ;;
-      cp)   rm -rf "$work/copy"; run cp cp -r "$model" "$work/copy" ;;
+      ref)  rm -f "$work"/ref.mpk; sync
+            if [ "${DURABLE:-}" = 1 ]; then run ref bash -c 'reference && sync'; else run ref bash -c reference; fi ;;
+      cp)   rm -rf "$work/copy"; sync
+            if [ "${DURABLE:-}" = 1 ]; then run cp sh -c "cp -r '$model' '$work/copy' && sync"; else run cp cp -r "$model" "$work/copy"; fi ;;
       repro) [ -f "$work/mpk.info" ] || "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" >/dev/null
             run repro "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk.info" -q ;;
     esac
