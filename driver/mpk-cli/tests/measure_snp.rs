@@ -10,9 +10,8 @@ mod debian;
 #[path = "../../mpk-measure/tests/support/firmware.rs"]
 mod firmware;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -167,26 +166,11 @@ fn reference(e: &Env, cases: &[Case]) -> Vec<String> {
             })
         })
         .collect();
-    let mut child = Command::new(&e.python)
-        .args(["-c", REFERENCE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "reference script failed");
-    let lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(lines.len(), cases.len());
-    lines
+    common::run_batch(
+        Command::new(&e.python).args(["-c", REFERENCE]),
+        &input.into(),
+        cases.len(),
+    )
 }
 
 fn args(c: &Case) -> Vec<std::ffi::OsString> {

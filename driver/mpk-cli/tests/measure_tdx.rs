@@ -11,9 +11,8 @@ mod debian;
 #[path = "../../mpk-measure/tests/support/tdx.rs"]
 mod tdx_support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use mpk_measure::tdx::{self, MrtdOrder, TdxLaunch};
 use serde_json::{Value, json};
@@ -54,27 +53,11 @@ fn reference(python: &Path, cases: &[Case]) -> Vec<String> {
                    "append": c.append, "memory_mb": c.memory_mb, "mrtd_order": c.order})
         })
         .collect();
-    let mut child = Command::new(python)
-        .arg(reference_script())
-        .arg("--batch")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "reference script failed");
-    let lines: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(lines.len(), cases.len());
-    lines
+    common::run_batch(
+        Command::new(python).arg(reference_script()).arg("--batch"),
+        &input.into(),
+        cases.len(),
+    )
 }
 
 /// Ours, through the library the CLI calls: a canonical JSON line or `ERR`.

@@ -63,3 +63,30 @@ pub fn python_with(module: &str) -> Option<PathBuf> {
     eprintln!("SKIP: no python3 can import `{module}`");
     None
 }
+
+/// Runs a reference script that reads one JSON document on standard input
+/// and prints one line per case; returns the lines (exactly `cases` of
+/// them, or the test fails).
+pub fn run_batch(cmd: &mut Command, input: &serde_json::Value, cases: usize) -> Vec<String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(serde_json::to_string(input).unwrap().as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "reference script failed");
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), cases);
+    lines
+}
