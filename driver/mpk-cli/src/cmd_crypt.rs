@@ -1,10 +1,11 @@
 //! Encrypted packs (`.empk`): `mpk keygen` makes a master key, `mpk
 //! encrypt` turns a finished `.mpk` into an `.empk` (GPT container, raw
 //! dm-crypt `aes-xts-plain64` payload, see `mpk-crypt`) plus the encrypted
-//! reference `<root>_<hash offset>_<partition uuid>`, and `mpk
-//! verify-encrypted` decrypts an `.empk` in memory and checks every data
-//! and hash block against that reference, the way the guest's dm-crypt +
-//! dm-verity stack would.
+//! reference `<root>_<hash offset>_<partition uuid>`, and
+//! [`verify_encrypted`] (`mpk verify --key-file`) decrypts an `.empk` in
+//! memory and checks every data and hash block against that reference, the
+//! way the guest's dm-crypt + dm-verity stack would. `mpk pack --encrypt`
+//! (in `cmd_pack`) writes the same `.empk` without a plaintext image.
 //!
 //! Key bytes never reach an error message or the output: errors name the
 //! key file and its length only.
@@ -56,25 +57,6 @@ pub struct EncryptArgs {
     /// Replace existing outputs.
     #[arg(long)]
     pub force: bool,
-}
-
-/// Arguments of `mpk verify-encrypted`.
-#[derive(Debug, Args)]
-pub struct VerifyEncryptedArgs {
-    /// The `.empk` file.
-    pub image: Utf8PathBuf,
-    /// The master key file.
-    #[arg(long = "key-file")]
-    pub key_file: Utf8PathBuf,
-    /// The encrypted reference string, or the path of its `.info` file.
-    #[arg(long = "ref")]
-    pub reference: String,
-    /// The model identity `ORG/NAME@<40 hex>`.
-    #[arg(long)]
-    pub identity: Identity,
-    /// Decryption and hashing threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
 }
 
 /// Runs `mpk keygen`.
@@ -146,7 +128,7 @@ pub fn empk_info_path(empk: &Utf8Path) -> Result<Utf8PathBuf> {
 }
 
 /// The cipher, layout and encrypted reference of one pack.
-fn pack_crypto(
+pub(crate) fn pack_crypto(
     key: &MasterKey,
     r: &Reference,
     identity: &Identity,
@@ -291,18 +273,6 @@ impl crate::cmd_verify::Plaintext for Decrypting<'_> {
     fn hint(&self) -> &'static str {
         " after decryption: wrong key, or the ciphertext is damaged"
     }
-}
-
-/// Runs `mpk verify-encrypted`.
-pub fn run_verify_encrypted(a: VerifyEncryptedArgs) -> Result<()> {
-    let r = Reference::load(&a.reference)?;
-    let key = read_master_key(&a.key_file)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.unwrap_or(0))
-        .build()?;
-    let msg = pool.install(|| verify_encrypted(&a.image, &r, &a.identity, &key, &pool))?;
-    println!("{msg}");
-    Ok(())
 }
 
 /// Verifies the `.empk` at `image` against the encrypted reference `r`,

@@ -91,6 +91,14 @@ pub struct BuildArgs {
     /// deployment` would). Repeatable.
     #[arg(long = "base", value_name = "DIR")]
     pub bases: Vec<std::path::PathBuf>,
+    /// Write `<commit>.empk` (encrypted, as `mpk pack --encrypt`) instead
+    /// of `<commit>.mpk`; `<commit>.info` holds the encrypted reference and
+    /// the deployments' command lines mark the model `:crypt`.
+    #[arg(long, requires = "key_file")]
+    pub encrypt: bool,
+    /// The master key for --encrypt (64 bytes, from `mpk keygen`).
+    #[arg(long = "key-file", requires = "encrypt")]
+    pub key_file: Option<Utf8PathBuf>,
 }
 
 /// Arguments of `mpk reproduce`.
@@ -342,6 +350,10 @@ pub struct Manifest {
     pub include: Option<Vec<String>>,
     /// Per file, in image order.
     pub files: Vec<crate::cmd_pack::FileReport>,
+    /// With `--encrypt`: the container (its `encrypted_reference` is what
+    /// `<commit>.info` holds; `reference` above stays the public one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::cmd_pack::EncryptionReport>,
     /// mpk version.
     pub mpk_version: &'static str,
 }
@@ -365,12 +377,14 @@ fn run_build(a: BuildArgs) -> Result<()> {
         dir: Utf8PathBuf::from_path_buf(staging.path().to_owned())
             .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary folder {}", p.display()))?,
         identity,
-        output: base.with_extension("mpk"),
+        output: base.with_extension(if a.encrypt { "empk" } else { "mpk" }),
         threads: a.threads,
         json: false,
         force: a.force,
         backend: Backend::Native,
         quiet: a.quiet,
+        encrypt: a.encrypt,
+        key_file: a.key_file.clone(),
     };
     // The single pass re-hashes every file; they must still be what the
     // lock (and so the Hub) says, or nothing is renamed into place.
@@ -390,6 +404,7 @@ fn run_build(a: BuildArgs) -> Result<()> {
         include: lock.include.clone(),
         files: report.files,
         mpk_version: env!("CARGO_PKG_VERSION"),
+        encryption: report.encryption,
     };
     let mut text = serde_json::to_string_pretty(&m)?;
     text.push('\n');
@@ -397,15 +412,17 @@ fn run_build(a: BuildArgs) -> Result<()> {
     if let Err(e) = write_deployments(&a.bases, &base, &manifest_path) {
         // All or nothing: a base image whose inputs do not match its
         // image.json must not leave a half-published build behind.
-        for ext in ["mpk", "info", "manifest.json"] {
+        for ext in ["mpk", "empk", "info", "manifest.json"] {
             let _ = std::fs::remove_file(base.with_extension(ext));
         }
         return Err(e.context("nothing was kept"));
     }
     if a.json {
         print!("{text}");
+    } else if let Some(e) = &m.encryption {
+        println!("{}", e.encrypted_reference);
     } else {
-        println!("{}", report.reference);
+        println!("{}", m.reference);
     }
     Ok(())
 }
@@ -503,8 +520,19 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
 }
 
 /// Prints the computed reference (or, with `json`, `{identity, computed,
-/// expected, match}`) and fails unless it equals the expected one.
+/// expected, match}`) and fails unless it equals the expected one. An
+/// encrypted pack's reference (UUID = the identity's partition GUID)
+/// matches when root and hash offset do: encryption leaves the plaintext
+/// commitment unchanged.
 fn verdict(identity: &Identity, got: &Reference, expect: &Reference, json: bool) -> Result<()> {
+    let got = &if expect.uuid == mpk_crypt::partition_guid(&identity.to_string()) {
+        Reference {
+            uuid: expect.uuid,
+            ..*got
+        }
+    } else {
+        *got
+    };
     if json {
         let v = serde_json::json!({
             "identity": identity.to_string(),
@@ -656,6 +684,7 @@ fn reproduce_scan(
             salt: &identity.salt(),
             uuid: *uuid.as_bytes(),
             out: None,
+            encrypt: None,
             hash_files,
             progress: &|n| {
                 if let Some(b) = &bar {

@@ -538,6 +538,14 @@ pub mod deployment {
     struct ManifestFields {
         identity: String,
         reference: String,
+        /// Present for an encrypted build: the guest opens the `.empk`.
+        encryption: Option<EncryptionFields>,
+    }
+
+    /// The part of a manifest's `encryption` the deployment uses.
+    #[derive(Deserialize)]
+    struct EncryptionFields {
+        encrypted_reference: String,
     }
 
     fn sha256_hex(data: &[u8]) -> String {
@@ -603,7 +611,11 @@ pub mod deployment {
                 let f: ManifestFields = serde_json::from_slice(&text).with_context(|| {
                     format!("reading identity and reference from {}", m.display())
                 })?;
-                (f.identity, f.reference, ("manifest", sha256_hex(&text)))
+                let reference = match f.encryption {
+                    Some(e) => e.encrypted_reference,
+                    None => f.reference,
+                };
+                (f.identity, reference, ("manifest", sha256_hex(&text)))
             }
             (None, Some(info), Some(id)) => {
                 let text = super::read("model reference", info)?;
@@ -616,7 +628,14 @@ pub mod deployment {
         };
         let identity: Identity = identity.parse()?;
         let reference: Reference = reference.parse()?;
-        let words = cmdline::parse(&format!("mpk.model={identity}:{reference}"))
+        // An encrypted pack's reference carries the partition GUID; its
+        // word is marked `:crypt` so the guest stacks dm-crypt under verity.
+        let crypt = if reference.uuid == mpk_crypt::partition_guid(&identity.to_string()) {
+            ":crypt"
+        } else {
+            ""
+        };
+        let words = cmdline::parse(&format!("mpk.model={identity}:{reference}{crypt}"))
             .context("building the mpk.model= word")?
             .to_words();
         let cmdline = image.cmdline.replace(MODELS_PLACEHOLDER, &words);

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use mpk_erofs::{NodeId, NodeKind};
 use serde::Serialize;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 use crate::identity::Identity;
 use crate::output::Outputs;
@@ -54,6 +55,15 @@ pub struct PackArgs {
     /// No progress bar (one is shown only when standard error is a terminal).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Write an encrypted pack instead: OUT must end in `.empk` (GPT disk
+    /// image, raw dm-crypt aes-xts-plain64, Modelwrap's format) and
+    /// `OUT.info` gets the encrypted reference. No plaintext image is
+    /// written anywhere. Needs --key-file.
+    #[arg(long, requires = "key_file")]
+    pub encrypt: bool,
+    /// The master key for --encrypt (64 bytes, from `mpk keygen`).
+    #[arg(long = "key-file", requires = "encrypt")]
+    pub key_file: Option<Utf8PathBuf>,
 }
 
 /// One file in the JSON report.
@@ -91,6 +101,30 @@ pub struct PackReport {
     pub identity: String,
     /// Every regular file, in image order (depth-first, byte-sorted).
     pub files: Vec<FileReport>,
+    /// With `--encrypt`: the encrypted container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionReport>,
+}
+
+/// The encrypted container of `mpk pack --encrypt`.
+#[derive(Debug, Serialize)]
+pub struct EncryptionReport {
+    /// `<root>_<hash offset>_<partition uuid>`: what `OUT.info` holds and
+    /// the guest's `mpk.model=…:crypt` word carries. The root is the
+    /// plaintext `.mpk`'s, so the public commitment is unchanged.
+    pub encrypted_reference: String,
+    /// The partition's unique GUID (UUIDv5 of identity + `-emwp-outer`).
+    pub partition_uuid: String,
+    /// The disk GUID (UUIDv5 of the root hash hex + `-emwp-disk`).
+    pub disk_guid: String,
+    /// dm-crypt cipher.
+    pub cipher: &'static str,
+    /// dm-crypt sector size.
+    pub sector_size: u32,
+    /// Byte offset of the encrypted payload (the `.mpk` bytes) in the image.
+    pub payload_offset: u64,
+    /// Length of the whole `.empk`.
+    pub image_len: u64,
 }
 
 /// Runs `mpk pack`.
@@ -100,6 +134,8 @@ pub fn run(a: PackArgs) -> Result<()> {
     if a.json {
         serde_json::to_writer_pretty(&mut stdout, &report)?;
         writeln!(stdout)?;
+    } else if let Some(e) = &report.encryption {
+        writeln!(stdout, "{}", e.encrypted_reference)?;
     } else {
         writeln!(stdout, "{}", report.reference)?;
     }
@@ -126,7 +162,18 @@ pub fn pack_checked(
     if a.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
-    let outputs = Outputs::new(&a.output, a.force)?;
+    if a.encrypt && a.backend == Backend::Tools {
+        bail!(
+            "--backend tools writes a plaintext image first; --encrypt needs the native backend, which never does"
+        );
+    }
+    let outputs = Outputs::new(&a.output, if a.encrypt { "empk" } else { "mpk" }, a.force)?;
+    // A bad key file fails before any work.
+    let key = match (&a.key_file, a.encrypt) {
+        (Some(k), true) => Some(crate::cmd_crypt::read_master_key(k)?),
+        (None, true) => bail!("--encrypt needs --key-file"),
+        (_, false) => None,
+    };
     let uuid = a.identity.uuid();
     let salt = a.identity.salt();
     let scan = scan::scan(a.dir.as_std_path())?;
@@ -137,30 +184,94 @@ pub fn pack_checked(
         .num_threads(threads)
         .build()
         .context("cannot start the hashing threads")?;
+    let native = |out: Option<&std::fs::File>,
+                  encrypt: Option<pack::Encrypt<'_>>,
+                  hash_files: bool,
+                  what: &str|
+     -> Result<pack::Packed> {
+        let bar = crate::progress::bytes_bar(layout.image_len(), what, a.quiet);
+        let packed = pack::pack_into(
+            &scan,
+            &layout,
+            &pack::PackParams {
+                salt: &salt,
+                uuid: *uuid.as_bytes(),
+                out,
+                encrypt,
+                hash_files,
+                progress: &|n| {
+                    if let Some(b) = &bar {
+                        b.inc(n);
+                    }
+                },
+            },
+            &pool,
+        )?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        Ok(packed)
+    };
+
+    if let Some(key) = key {
+        // The dm-crypt key derives from the root hash (Modelwrap's HKDF
+        // salt), so the root must be known before the first ciphertext
+        // byte: one hashing pass writes nothing (and checks the expected
+        // file hashes), the second encrypts as it packs. The alternative,
+        // one pass that encrypts a plaintext image afterwards, would put
+        // the plaintext on disk.
+        let first = native(None, None, hash_files, "hashing")?;
+        let reference = Reference {
+            root: first.root,
+            hash_offset: layout.image_len(),
+            uuid,
+        };
+        let mut report = report(&scan, &layout, &reference, &a.identity, &first.sha256);
+        check_expected(&report, expected)?;
+        let (cipher, container, enc) =
+            crate::cmd_crypt::pack_crypto(&key, &reference, &a.identity)?;
+        drop(key);
+        let tmp = outputs.temp_mpk()?;
+        let f = tmp.as_file();
+        let base = container.payload_offset();
+        let write_err = || format!("cannot write `{}`", a.output);
+        f.write_all_at(&container.head(), 0)
+            .with_context(write_err)?;
+        let second = native(
+            Some(f),
+            Some(pack::Encrypt {
+                cipher: &cipher,
+                base,
+            }),
+            false,
+            "encrypting",
+        )?;
+        if second.root != first.root {
+            bail!(
+                "the input changed between the hashing and the encrypting pass (root {} then {}); nothing was written",
+                hex::encode(first.root),
+                hex::encode(second.root)
+            );
+        }
+        f.write_all_at(&container.tail(), base + container.payload_len)
+            .with_context(write_err)?;
+        report.encryption = Some(EncryptionReport {
+            encrypted_reference: enc.to_string(),
+            partition_uuid: enc.uuid.to_string(),
+            disk_guid: container.disk_guid.to_string(),
+            cipher: "aes-xts-plain64",
+            sector_size: mpk_crypt::CRYPT_SECTOR as u32,
+            payload_offset: base,
+            image_len: container.image_len(),
+        });
+        outputs.commit(tmp, &enc.to_string())?;
+        return Ok(report);
+    }
 
     let (mpk_tmp, root, sha256) = match a.backend {
         Backend::Native => {
             let tmp = outputs.temp_mpk()?;
-            let bar = crate::progress::bytes_bar(layout.image_len(), "packing", a.quiet);
-            let packed = pack::pack_into(
-                &scan,
-                &layout,
-                &pack::PackParams {
-                    salt: &salt,
-                    uuid: *uuid.as_bytes(),
-                    out: Some(tmp.as_file()),
-                    hash_files,
-                    progress: &|n| {
-                        if let Some(b) = &bar {
-                            b.inc(n);
-                        }
-                    },
-                },
-                &pool,
-            )?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
+            let packed = native(Some(tmp.as_file()), None, hash_files, "packing")?;
             (tmp, packed.root, packed.sha256)
         }
         Backend::Tools => {
@@ -180,30 +291,41 @@ pub fn pack_checked(
         uuid,
     };
     let report = report(&scan, &layout, &reference, &a.identity, &sha256);
-    if let Some(expected) = expected {
-        for f in &report.files {
-            match expected.get(&f.path) {
-                None => bail!(
-                    "`{}` is not in the expected file list; nothing was written",
-                    f.path
-                ),
-                Some(want) if f.sha256.as_deref() != Some(want.as_str()) => bail!(
-                    "`{}` has sha256 {} but {want} was expected; nothing was written",
-                    f.path,
-                    f.sha256.as_deref().unwrap_or("?")
-                ),
-                Some(_) => {}
-            }
-        }
-        if let Some(missing) = expected
-            .keys()
-            .find(|p| !report.files.iter().any(|f| &f.path == *p))
-        {
-            bail!("expected file `{missing}` is missing; nothing was written");
-        }
-    }
+    check_expected(&report, expected)?;
     outputs.commit(mpk_tmp, &reference.to_string())?;
     Ok(report)
+}
+
+/// With `expected` (path → lowercase hex SHA-256): every file's hash must
+/// equal it and the set of files must be the same.
+fn check_expected(
+    report: &PackReport,
+    expected: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<()> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    for f in &report.files {
+        match expected.get(&f.path) {
+            None => bail!(
+                "`{}` is not in the expected file list; nothing was written",
+                f.path
+            ),
+            Some(want) if f.sha256.as_deref() != Some(want.as_str()) => bail!(
+                "`{}` has sha256 {} but {want} was expected; nothing was written",
+                f.path,
+                f.sha256.as_deref().unwrap_or("?")
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(missing) = expected
+        .keys()
+        .find(|p| !report.files.iter().any(|f| &f.path == *p))
+    {
+        bail!("expected file `{missing}` is missing; nothing was written");
+    }
+    Ok(())
 }
 
 fn report(
@@ -244,13 +366,15 @@ fn report(
         schema: SCHEMA,
         identity: identity.to_string(),
         files,
+        encryption: None,
     }
 }
 
-/// Checks an output path ends in `.mpk` and returns its `.info` sibling.
-pub fn info_path(mpk: &Utf8Path) -> Result<Utf8PathBuf> {
-    if mpk.extension() != Some("mpk") || mpk.file_stem().is_none_or(str::is_empty) {
-        bail!("output `{mpk}` must end in `.mpk`");
+/// Checks an output path ends in `.ext` (`mpk`, or `empk` for an
+/// encrypted pack) and returns its `.info` sibling.
+pub fn info_path(mpk: &Utf8Path, ext: &str) -> Result<Utf8PathBuf> {
+    if mpk.extension() != Some(ext) || mpk.file_stem().is_none_or(str::is_empty) {
+        bail!("output `{mpk}` must end in `.{ext}`");
     }
     Ok(mpk.with_extension("info"))
 }

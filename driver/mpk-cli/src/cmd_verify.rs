@@ -22,9 +22,10 @@ const BATCH: u64 = 2048;
 /// Arguments of `mpk verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The `.mpk` file.
+    /// The `.mpk` file, or an encrypted `.empk` (with --key-file).
     pub image: Utf8PathBuf,
-    /// The reference string, or the path of an `.info` file.
+    /// The reference string, or the path of an `.info` file (for an `.empk`,
+    /// its encrypted reference).
     #[arg(long = "ref")]
     pub reference: String,
     /// The model identity `ORG/NAME@<40 hex>` (gives the salt).
@@ -33,6 +34,10 @@ pub struct VerifyArgs {
     /// Hashing threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The master key of an encrypted `.empk` (64 bytes, from `mpk
+    /// keygen`): the image is decrypted in memory, never on disk.
+    #[arg(long = "key-file")]
+    pub key_file: Option<Utf8PathBuf>,
 }
 
 /// The plaintext bytes of an `.mpk`: the file itself, or a decrypting view
@@ -204,9 +209,34 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
         .build()?;
-    let msg = verify(&a.image, &r, &a.identity, &pool)?;
+    let msg = match &a.key_file {
+        Some(k) => {
+            let key = crate::cmd_crypt::read_master_key(k)?;
+            pool.install(|| {
+                crate::cmd_crypt::verify_encrypted(&a.image, &r, &a.identity, &key, &pool)
+            })?
+        }
+        None => {
+            if looks_encrypted(&a.image)
+                || r.uuid == mpk_crypt::partition_guid(&a.identity.to_string())
+            {
+                bail!(
+                    "`{}` is an encrypted pack (or the reference is an encrypted one): pass --key-file with its master key",
+                    a.image
+                );
+            }
+            verify(&a.image, &r, &a.identity, &pool)?
+        }
+    };
     println!("{msg}");
     Ok(())
+}
+
+/// True when `path` starts like a GPT disk (the `.empk` container): the
+/// `EFI PART` signature at byte 512, where an `.mpk` holds EROFS padding.
+fn looks_encrypted(path: &Utf8Path) -> bool {
+    let mut sig = [0u8; 8];
+    File::open(path).is_ok_and(|f| f.read_exact_at(&mut sig, 512).is_ok() && &sig == b"EFI PART")
 }
 
 /// Verifies the `.mpk` at `image` against `r` and `identity`; `Ok` carries

@@ -51,8 +51,6 @@ pub enum Command {
     Keygen(cmd_crypt::KeygenArgs),
     /// Encrypt an .mpk into OUT.empk (GPT + dm-crypt) and OUT.info.
     Encrypt(cmd_crypt::EncryptArgs),
-    /// Decrypt an .empk in memory and check every block against a reference.
-    VerifyEncrypted(cmd_crypt::VerifyEncryptedArgs),
 }
 
 /// Runs a parsed command line.
@@ -66,6 +64,5 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attest(c) => cmd_attest::run(c),
         Command::Keygen(a) => cmd_crypt::run_keygen(a),
         Command::Encrypt(a) => cmd_crypt::run_encrypt(a),
-        Command::VerifyEncrypted(a) => cmd_crypt::run_verify_encrypted(a),
     }
 }

@@ -80,10 +80,10 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Validates the output path (`.mpk` suffix, existing folder, no
+    /// Validates the output path (suffix `.ext`, existing folder, no
     /// existing outputs unless `force`).
-    pub fn new(mpk: &Utf8Path, force: bool) -> Result<Self> {
-        let info = crate::cmd_pack::info_path(mpk)?;
+    pub fn new(mpk: &Utf8Path, ext: &str, force: bool) -> Result<Self> {
+        let info = crate::cmd_pack::info_path(mpk, ext)?;
         let dir = match mpk.parent() {
             Some(p) if !p.as_str().is_empty() => p.to_owned(),
             _ => Utf8PathBuf::from("."),

@@ -165,6 +165,38 @@ fn clone_range(
     Ok(())
 }
 
+/// Encryption of the output (`.empk`): each 4096-byte block is encrypted
+/// at its offset in the `.mpk` payload and written `base` bytes further on
+/// (after the GPT head). Plaintext never reaches the file.
+#[derive(Clone, Copy)]
+pub struct Encrypt<'a> {
+    /// The pack's dm-crypt cipher.
+    pub cipher: &'a mpk_crypt::SectorCipher,
+    /// Byte offset of the payload in the output file.
+    pub base: u64,
+}
+
+impl Encrypt<'_> {
+    /// Encrypts `buf` (whole blocks at payload offset `off`) into `scratch`
+    /// on all cores and writes it.
+    fn write(
+        &self,
+        out: &File,
+        buf: &[u8],
+        off: u64,
+        scratch: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        scratch.clear();
+        scratch.extend_from_slice(buf);
+        scratch
+            .par_chunks_mut(B as usize)
+            .enumerate()
+            .try_for_each(|(i, s)| self.cipher.encrypt(s, off + i as u64 * B))
+            .map_err(std::io::Error::other)?;
+        out.write_all_at(scratch, self.base + off)
+    }
+}
+
 /// Writes a batch at byte `at`: file data by cloning when `clone`, the rest
 /// (and any range the filesystem refuses to clone) by plain writes.
 fn write_batch(out: &File, b: &Batch, at: u64, clone: bool) -> std::io::Result<()> {
@@ -292,6 +324,9 @@ pub struct PackParams<'a> {
     /// root hash (and file hashes), the way `mpk reproduce` checks a
     /// reference without disk space for an image.
     pub out: Option<&'a File>,
+    /// Encrypt what goes to `out` (an `.empk` payload) instead of writing
+    /// plaintext.
+    pub encrypt: Option<Encrypt<'a>>,
     /// Also compute each file's SHA-256 in the same pass (one more SHA-256
     /// over every input byte, on the reading thread).
     pub hash_files: bool,
@@ -311,6 +346,7 @@ pub fn pack_into(
         salt,
         uuid,
         out,
+        encrypt,
         hash_files,
         progress,
     } = *p;
@@ -319,7 +355,12 @@ pub fn pack_into(
     let tails = read_tails(scan, layout)?;
     let mut builder = TreeBuilder::new(salt, blocks)?;
     let hash_base = h + B;
-    let put = |buf: &[u8], off: u64| out.map_or(Ok(()), |f| f.write_all_at(buf, off));
+    let mut scratch = Vec::new();
+    let mut put = |buf: &[u8], off: u64| match (out, encrypt) {
+        (None, _) => Ok(()),
+        (Some(f), None) => f.write_all_at(buf, off),
+        (Some(f), Some(e)) => e.write(f, buf, off, &mut scratch),
+    };
     let write_err =
         |what: &str, off: u64| format!("cannot write {what} at offset {off} of the output");
 
@@ -334,7 +375,8 @@ pub fn pack_into(
         hash_files,
         sha256: HashMap::new(),
     };
-    let clone = out.is_some_and(reflinks);
+    let clone = encrypt.is_none() && out.is_some_and(reflinks);
+    let mut batch_scratch = Vec::new();
     let (full_tx, full_rx) = sync_channel::<Result<Batch>>(1);
     let (empty_tx, empty_rx) = sync_channel::<Batch>(2);
     for _ in 0..2 {
@@ -371,7 +413,11 @@ pub fn pack_into(
                 let buf = &batch.buf;
                 let (written, digests) = pool.install(|| {
                     rayon::join(
-                        || out.map_or(Ok(()), |f| write_batch(f, &batch, pos * B, clone)),
+                        || match (out, encrypt) {
+                            (None, _) => Ok(()),
+                            (Some(f), None) => write_batch(f, &batch, pos * B, clone),
+                            (Some(f), Some(e)) => e.write(f, buf, pos * B, &mut batch_scratch),
+                        },
                         || {
                             buf.par_chunks(B as usize)
                                 .map(|blk| builder.hasher().hash(blk))
@@ -417,9 +463,13 @@ pub fn pack_into(
         let off = hash_base + idx * B;
         put(blk, off).with_context(|| write_err("a hash block", off))
     })?;
-    let sb = mpk_verity::Superblock::new(uuid, salt, blocks)?.to_bytes();
+    // The whole block after the image: the superblock, then zeros (which
+    // must be encrypted too, so they are written, not left as a hole).
+    let mut sb = vec![0u8; B as usize];
+    let sbb = mpk_verity::Superblock::new(uuid, salt, blocks)?.to_bytes();
+    sb[..sbb.len()].copy_from_slice(&sbb);
     put(&sb, h).with_context(|| write_err("the verity superblock", h))?;
-    if let Some(f) = out {
+    if let (Some(f), None) = (out, encrypt) {
         f.set_len(mpk_len(blocks)?)
             .context("cannot size the output")?;
     }

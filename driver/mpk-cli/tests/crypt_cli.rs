@@ -1,9 +1,11 @@
-//! `mpk keygen`, `mpk encrypt` and `mpk verify-encrypted` end to end: key
-//! files are 0600 and never overwritten; the same key and inputs give the
-//! same `.empk`, another key other ciphertext but the same root; the
-//! payload decrypts (OpenSSL's XTS, HKDF in Python) to the `.mpk`; a
-//! flipped ciphertext byte fails verification naming the block; key bytes
-//! appear in no output or error message.
+//! `mpk keygen`, `mpk encrypt`, `mpk pack --encrypt` and `mpk verify
+//! --key-file` end to end: key files are 0600 and never overwritten; the
+//! same key and inputs give the same `.empk`, another key other ciphertext
+//! but the same root; `pack --encrypt` writes exactly what `pack` then
+//! `encrypt` write, with no plaintext anywhere; the payload decrypts
+//! (OpenSSL's XTS, HKDF in Python) to the `.mpk`; a flipped ciphertext
+//! byte fails verification naming the block; key bytes appear in no output
+//! or error message.
 
 mod common;
 
@@ -75,7 +77,7 @@ impl Fixture {
 
     fn verify(&self, empk: &Path, key: &Path, reference: &str) -> Output {
         mpk(&[
-            "verify-encrypted".as_ref(),
+            "verify".as_ref(),
             empk.as_os_str(),
             "--key-file".as_ref(),
             key.as_os_str(),
@@ -176,7 +178,7 @@ fn encrypt_is_deterministic_and_verifies() {
     // Both verify with their own key, and against the .info path.
     let ov = f.verify(&a, &k1, &info_a);
     assert!(ok(&ov).contains("OK:"));
-    no_key_in(&ov, &key1, "verify-encrypted");
+    no_key_in(&ov, &key1, "verify");
     ok(&f.verify(&c, &k2, f.path("c.info").to_str().unwrap()));
     // Wrong key: fails on the first block, no key in the message.
     let wrong = f.verify(&a, &k2, &info_a);
@@ -289,4 +291,196 @@ fn bad_key_files_are_refused_without_showing_them() {
     assert!(output_text(&o).contains("64 bytes"), "{}", output_text(&o));
     no_key_in(&o, &key, "short key");
     assert!(!f.path("x.empk").exists());
+}
+
+/// The fixture's source folder (`fixture()` packs `tmp/src`).
+fn src(f: &Fixture) -> PathBuf {
+    f.path("src")
+}
+
+fn pack_encrypted(f: &Fixture, key: &Path, out: &Path, extra: &[&str]) -> Output {
+    let dir = src(f);
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "pack".as_ref(),
+        dir.as_os_str(),
+        "--identity".as_ref(),
+        f.identity.as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--encrypt".as_ref(),
+        "--key-file".as_ref(),
+        key.as_os_str(),
+    ];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+    mpk(&args)
+}
+
+/// Every file of `dir` except those named in `allowed`.
+fn stray_files(dir: &Path, allowed: &[&str]) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !allowed.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn pack_encrypt_equals_pack_then_encrypt_and_writes_no_plaintext() {
+    let f = fixture();
+    let (k1, k2) = (f.path("k1"), f.path("k2"));
+    ok(&keygen(&k1));
+    ok(&keygen(&k2));
+    let two_step = f.path("two.empk");
+    let enc_ref = ok(&f.encrypt(&k1, &two_step)).trim().to_owned();
+
+    let out_dir = f.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    let one = out_dir.join("one.empk");
+    let printed = ok(&pack_encrypted(&f, &k1, &one, &[]));
+    assert_eq!(
+        printed.trim(),
+        enc_ref,
+        "pack --encrypt prints the encrypted reference"
+    );
+    assert_eq!(
+        fs::read(&one).unwrap(),
+        fs::read(&two_step).unwrap(),
+        "pack --encrypt must equal pack + encrypt byte for byte"
+    );
+    assert_eq!(
+        fs::read_to_string(out_dir.join("one.info")).unwrap(),
+        enc_ref
+    );
+    // Only the outputs: no plaintext .mpk or leftover temporary file.
+    assert_eq!(
+        stray_files(&out_dir, &["one.empk", "one.info"]),
+        Vec::<String>::new()
+    );
+    // No 64-byte window of any plaintext file appears in the ciphertext.
+    let cipher = fs::read(&one).unwrap();
+    let plain = fs::read(src(&f).join("weights/model.bin")).unwrap();
+    for at in [0, 4096 * 7 + 13, plain.len() - 64] {
+        let w = &plain[at..at + 64];
+        assert!(
+            !cipher.windows(64).any(|c| c == w),
+            "plaintext at {at} found in the .empk"
+        );
+    }
+    // Root unchanged: the encrypted reference starts with the .mpk's root.
+    let root = f.reference.split('_').next().unwrap();
+    assert!(enc_ref.starts_with(root), "{enc_ref} vs {}", f.reference);
+
+    // verify --key-file accepts it; without the key it says what to pass.
+    let v = f.verify(&one, &k1, &enc_ref);
+    assert!(ok(&v).contains("decrypt and verify"), "{}", output_text(&v));
+    let nokey = mpk(&[
+        "verify".as_ref(),
+        one.as_os_str(),
+        "--ref".as_ref(),
+        enc_ref.as_ref(),
+        "--identity".as_ref(),
+        f.identity.as_ref(),
+    ]);
+    assert!(!nokey.status.success());
+    assert!(
+        output_text(&nokey).contains("pass --key-file"),
+        "{}",
+        output_text(&nokey)
+    );
+    let wrong = f.verify(&one, &k2, &enc_ref);
+    assert!(!wrong.status.success(), "a wrong key must not verify");
+
+    // Threads do not change the bytes; another key changes the ciphertext
+    // and not the reference.
+    let t1 = f.path("t1.empk");
+    ok(&pack_encrypted(&f, &k1, &t1, &["--threads", "1"]));
+    assert_eq!(fs::read(&t1).unwrap(), cipher);
+    let other = f.path("other.empk");
+    assert_eq!(ok(&pack_encrypted(&f, &k2, &other, &[])).trim(), enc_ref);
+    let other = fs::read(&other).unwrap();
+    assert_eq!(other.len(), cipher.len());
+    let payload = 1 << 20;
+    assert_ne!(
+        &other[payload..payload + 4096],
+        &cipher[payload..payload + 4096]
+    );
+}
+
+#[test]
+fn pack_encrypt_json_reports_the_container() {
+    let f = fixture();
+    let k = f.path("k");
+    ok(&keygen(&k));
+    let out = f.path("j.empk");
+    let text = ok(&pack_encrypted(&f, &k, &out, &["--json"]));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        v["reference"].as_str().unwrap(),
+        f.reference,
+        "plaintext reference"
+    );
+    let e = &v["encryption"];
+    let enc_ref = e["encrypted_reference"].as_str().unwrap();
+    assert_eq!(fs::read_to_string(f.path("j.info")).unwrap(), enc_ref);
+    assert_eq!(e["cipher"], "aes-xts-plain64");
+    assert_eq!(e["sector_size"], 4096);
+    assert_eq!(e["payload_offset"], 1 << 20);
+    assert_eq!(e["image_len"], fs::metadata(&out).unwrap().len());
+    assert!(enc_ref.ends_with(e["partition_uuid"].as_str().unwrap()));
+}
+
+#[test]
+fn pack_encrypt_refusals_leave_nothing() {
+    let f = fixture();
+    let k = f.path("k");
+    ok(&keygen(&k));
+    let dir = f.path("refusals");
+    fs::create_dir(&dir).unwrap();
+    let cases: Vec<(PathBuf, PathBuf, Vec<&str>, &str)> = vec![
+        (k.clone(), dir.join("a.mpk"), vec![], "must end in `.empk`"),
+        (
+            k.clone(),
+            dir.join("b.empk"),
+            vec!["--backend", "tools"],
+            "needs the native backend",
+        ),
+        (
+            f.path("missing.key"),
+            dir.join("c.empk"),
+            vec![],
+            "missing.key",
+        ),
+        (
+            f.mpk.clone(),
+            dir.join("d.empk"),
+            vec![],
+            "exactly 64 bytes",
+        ),
+    ];
+    for (key, out, extra, want) in cases {
+        let o = pack_encrypted(&f, &key, &out, &extra);
+        assert!(!o.status.success(), "{want}: should fail");
+        assert!(
+            output_text(&o).contains(want),
+            "{want}:\n{}",
+            output_text(&o)
+        );
+    }
+    // --encrypt without --key-file is a usage error.
+    let o = mpk(&[
+        "pack".as_ref(),
+        src(&f).as_os_str(),
+        "--identity".as_ref(),
+        f.identity.as_ref(),
+        "-o".as_ref(),
+        dir.join("e.empk").as_os_str(),
+        "--encrypt".as_ref(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        output_text(&o).contains("--key-file"),
+        "{}",
+        output_text(&o)
+    );
+    assert_eq!(stray_files(&dir, &[]), Vec::<String>::new());
 }

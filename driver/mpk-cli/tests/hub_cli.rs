@@ -85,7 +85,9 @@ impl Env {
     fn assert_nothing_left(&self) {
         let mut images = Vec::new();
         walk(&self.out(), &mut |p| {
-            if p.extension().is_some_and(|e| e == "mpk" || e == "tmp") {
+            if p.extension()
+                .is_some_and(|e| e == "mpk" || e == "empk" || e == "tmp")
+            {
                 images.push(p.to_owned())
             }
         });
@@ -569,6 +571,74 @@ fn build_with_base_writes_the_deployment_of_measure_deployment() {
             .contains(&format!("mpk.model={REPO}@{C1}:{reference}")),
         "{doc}"
     );
+}
+
+#[test]
+fn encrypted_build_deploys_a_crypt_word_and_reproduces() {
+    let env = Env::new();
+    let base = example_base();
+    let key = env.tmp.path().join("owner.key");
+    ok(&env.run(&["keygen", "-o", key.to_str().unwrap()]));
+    let plain = ok(&env.build(&["-q"]));
+    let dir = env.out().join("acme/tiny");
+    let enc = ok(&env.build(&[
+        "--base",
+        base.to_str().unwrap(),
+        "-q",
+        "--force",
+        "--encrypt",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]));
+    let (root, rest) = enc.split_once('_').unwrap();
+    assert!(
+        plain.starts_with(&format!("{root}_")),
+        "same root: {plain} / {enc}"
+    );
+    assert_ne!(enc, plain, "the encrypted reference names the partition");
+    let info = dir.join(format!("{C1}.info"));
+    assert_eq!(std::fs::read_to_string(&info).unwrap(), enc);
+    assert!(rest.contains('_'));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{C1}.manifest.json"))).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["reference"],
+        plain.as_str(),
+        "the public reference"
+    );
+    assert_eq!(manifest["encryption"]["encrypted_reference"], enc.as_str());
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("{C1}.example.deployment.json"))).unwrap(),
+    )
+    .unwrap();
+    let cmdline = doc["cmdline"].as_str().unwrap();
+    assert!(
+        cmdline.contains(&format!("mpk.model={REPO}@{C1}:{enc}:crypt")),
+        "{cmdline}"
+    );
+    // The .empk decrypts and verifies; the Hub reproduces its root.
+    let empk = dir.join(format!("{C1}.empk"));
+    let identity = format!("{REPO}@{C1}");
+    let v = env.run(&[
+        "verify",
+        empk.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--ref",
+        info.to_str().unwrap(),
+        "--identity",
+        &identity,
+    ]);
+    ok(&v);
+    let r = env.run(&[
+        "reproduce",
+        &identity,
+        "--expect",
+        info.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(ok(&r), enc);
 }
 
 #[test]

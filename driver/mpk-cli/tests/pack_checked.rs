@@ -27,6 +27,8 @@ fn setup() -> (tempfile::TempDir, PackArgs, BTreeMap<String, String>) {
         force: false,
         backend: Backend::Native,
         quiet: true,
+        encrypt: false,
+        key_file: None,
     };
     (tmp, args, expected)
 }
@@ -80,4 +82,36 @@ fn a_missing_or_extra_file_leaves_nothing() {
         "{msg}"
     );
     assert!(outputs(&tmp).is_empty(), "{:?}", outputs(&tmp));
+}
+
+#[test]
+fn encrypted_pack_checks_hashes_before_writing() {
+    let (tmp, mut args, mut expected) = setup();
+    let key = tmp.path().join("k");
+    std::fs::write(&key, [7u8; 64]).unwrap();
+    args.encrypt = true;
+    args.key_file = Some(Utf8PathBuf::from_path_buf(key).unwrap());
+    args.output = args.output.with_extension("empk");
+    let r = pack_checked(&args, false, Some(&expected)).unwrap();
+    let enc = r.encryption.expect("an encryption report");
+    let mut o = outputs(&tmp);
+    o.sort();
+    assert_eq!(o, ["k", "m.empk", "m.info"]);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("m.info")).unwrap(),
+        enc.encrypted_reference
+    );
+    for f in ["m.empk", "m.info"] {
+        std::fs::remove_file(tmp.path().join(f)).unwrap();
+    }
+    expected.insert("a.bin".into(), "00".repeat(32));
+    let msg = format!(
+        "{:#}",
+        pack_checked(&args, false, Some(&expected)).unwrap_err()
+    );
+    assert!(
+        msg.contains("a.bin") && msg.contains("nothing was written"),
+        "{msg}"
+    );
+    assert_eq!(outputs(&tmp), ["k"]);
 }
