@@ -3,7 +3,9 @@
 //! - [`cmdline`]: the measured kernel command line, parsed strictly (pure;
 //!   re-exported from `mpk-measure`, which builds the same words).
 //! - [`init`]: the boot-time init that maps each model through dm-verity
-//!   with parameters from the command line only and mounts it read-only.
+//!   (over dm-crypt for an encrypted `:crypt` model, with a master key from
+//!   `/run/mpk/keys/<partuuid>`) with parameters from the command line only
+//!   and mounts it read-only.
 //! - [`sys`]: the few raw kernel calls (the crate's only `unsafe`).
 //! - [`cpio`]: a reproducible initrd (cpio newc) writer, used on the host.
 

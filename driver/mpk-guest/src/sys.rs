@@ -1,6 +1,6 @@
 //! The guest's few raw kernel calls: `mount(2)`, `finit_module(2)`,
-//! `reboot(2)` and three device-mapper ioctls (`DM_DEV_CREATE`,
-//! `DM_TABLE_LOAD`, `DM_DEV_SUSPEND` to resume).
+//! `reboot(2)`, `prctl(PR_SET_DUMPABLE, 0)` and three device-mapper ioctls
+//! (`DM_DEV_CREATE`, `DM_TABLE_LOAD`, `DM_DEV_SUSPEND` to resume).
 //!
 //! Why `unsafe` is allowed here and nowhere else: std has no wrapper for
 //! these calls, and the `devicemapper` crate links libdevmapper, which
@@ -14,6 +14,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use zeroize::Zeroize;
 
 fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
@@ -42,6 +43,16 @@ pub fn finit_module(file: &File) -> io::Result<()> {
     check(rc)
 }
 
+/// Makes this process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): no core
+/// dump, and no `ptrace` attach or `/proc/<pid>/mem` read by anyone but
+/// root with `CAP_SYS_PTRACE`, while it holds key material. `execve` resets
+/// it for the next program.
+pub fn set_undumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument, no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    check(rc.into())
+}
+
 /// Syncs, then powers the machine off. Returns only if the kernel refused.
 pub fn power_off() -> io::Error {
     // SAFETY: sync and reboot take no pointers.
@@ -55,6 +66,9 @@ pub fn power_off() -> io::Error {
 const DM_NAME_LEN: usize = 128;
 const DM_UUID_LEN: usize = 129;
 const DM_READONLY_FLAG: u32 = 1 << 0;
+/// Asks the kernel to wipe its copy of the ioctl buffer (the table, which
+/// may hold a key) once done, as cryptsetup does.
+const DM_SECURE_DATA_FLAG: u32 = 1 << 15;
 
 /// `struct dm_ioctl` from `<linux/dm-ioctl.h>`.
 #[repr(C)]
@@ -157,6 +171,9 @@ impl DmControl {
     }
 
     /// Loads a read-only table of one target into `name`'s inactive slot.
+    /// The request carries `DM_SECURE_DATA_FLAG` (the kernel wipes its
+    /// copy), and this module's copy of `params` is zeroized before
+    /// returning, so a `crypt` key is not left behind by this call.
     pub fn load_readonly(
         &self,
         name: &str,
@@ -179,10 +196,12 @@ impl DmControl {
             params: [0; PARAMS_LEN],
         };
         t.io.target_count = 1;
-        t.io.flags = DM_READONLY_FLAG;
+        t.io.flags = DM_READONLY_FLAG | DM_SECURE_DATA_FLAG;
         t.spec.target_type[..target.len()].copy_from_slice(target.as_bytes());
         t.params[..params.len()].copy_from_slice(params.as_bytes());
-        self.ioctl(DM_TABLE_LOAD, &mut t)
+        let r = self.ioctl(DM_TABLE_LOAD, &mut t);
+        t.params.zeroize();
+        r
     }
 
     /// Makes the loaded table live (`DM_DEV_SUSPEND` without the suspend
@@ -191,6 +210,11 @@ impl DmControl {
         let mut io = DmIoctl::new(name, size_of::<DmIoctl>())?;
         self.ioctl(DM_DEV_SUSPEND, &mut io)
     }
+}
+
+/// Major number of a huge-encoded device number (`huge_encode_dev`).
+pub fn dev_major(dev: u64) -> u64 {
+    (dev >> 8) & 0xfff
 }
 
 /// Minor number of a huge-encoded device number (`huge_encode_dev`).

@@ -50,3 +50,29 @@ fn agrees_with_the_cli_parsers() {
         }
     }
 }
+
+/// The encrypted-model constants and rules of the shared parser are those
+/// `mpk encrypt` (mpk-crypt, mpk-cli) writes by.
+#[test]
+fn encrypted_words_agree_with_mpk_crypt() {
+    use mpk_guest::cmdline::{
+        CRYPT_PAYLOAD_SECTOR, CRYPT_SECTOR_SIZE, identity_uuid, partition_uuid,
+    };
+    for id in [ID, "a/b@0000000000000000000000000000000000000000"] {
+        assert_eq!(partition_uuid(id), mpk_crypt::partition_guid(id));
+        assert_ne!(partition_uuid(id), identity_uuid(id));
+    }
+    assert_eq!(CRYPT_PAYLOAD_SECTOR, mpk_crypt::layout::PARTITION_START);
+    assert_eq!(CRYPT_SECTOR_SIZE, mpk_crypt::CRYPT_SECTOR as u64);
+    let root = "17c6605f3becf63a63da37cc6958b2d18f8abc750f9f546b9f57133db40c4326";
+    for h in [4096u64, 2142208, 128 * 4096, 129 * 4096, 1 << 30] {
+        let word = format!("mpk.model={ID}:{root}_{h}_{}:crypt", partition_uuid(ID));
+        let m = parse(&word).unwrap().models.remove(0);
+        let len = mpk_cli::pack::mpk_len(h / 4096).unwrap();
+        assert_eq!(m.mpk_len(), len, "{h}");
+        let layout = mpk_crypt::Layout::new(len, uuid::Uuid::nil(), partition_uuid(ID)).unwrap();
+        assert_eq!(m.crypt_sectors() * 512, layout.payload_len);
+        assert_eq!(m.crypt_disk_min(), layout.payload_offset() + len);
+        assert!(m.crypt_disk_min() <= layout.image_len());
+    }
+}

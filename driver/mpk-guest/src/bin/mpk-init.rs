@@ -1,7 +1,9 @@
 //! `mpk-init`: PID 1 of the guest's initrd. Maps every `mpk.model=` of the
-//! measured command line through dm-verity, mounts it read-only, then execs
-//! `mpk.next=` (default `/sbin/init`). Any failure: a message on the
-//! console and power-off (fail closed).
+//! measured command line through dm-verity (over dm-crypt for `:crypt`
+//! models, keys from `/run/mpk/keys`, optionally delivered by
+//! `mpk.keyagent=`), mounts it read-only, then execs `mpk.next=` (default
+//! `/sbin/init`). Any failure: a message on the console and power-off (fail
+//! closed).
 
 use std::os::unix::process::CommandExt;
 
