@@ -8,6 +8,13 @@
 //! never waits on the outer `cargo test`'s lock), the initrd and the packed
 //! fixture. Boots run one at a time. Without qemu or the kernel package the
 //! tests skip, unless `MPK_REQUIRE_TOOLS=1`, where they fail.
+//!
+//! Encrypted models (issue 8): the fixture is also encrypted with the real
+//! CLI code (`mpk keygen`, `mpk encrypt`), and the key reaches the guest as
+//! `/run/mpk/keys/<partuuid>` in an initrd variant, or through
+//! `mpk.keyagent=` (mpk-guest-check's agent mode, which copies a staged
+//! key). Every encrypted boot also checks that no key byte reaches the
+//! console.
 
 use camino::Utf8PathBuf;
 use sha2::{Digest, Sha256};
@@ -32,6 +39,13 @@ const MODULES: &[&str] = &[
     "dm-bufio",
     "reed_solomon",
     "dm-verity",
+    // dm-crypt with xts(aes): xts has a soft dependency on ecb; aes-generic
+    // is built in (CONFIG_CRYPTO_AES=y), so TCG needs no AES-NI;
+    // `modinfo -F depends` lists only dm-mod for dm-crypt and nothing for
+    // xts or ecb in 6.1.
+    "ecb",
+    "xts",
+    "dm-crypt",
     "libcrc32c",
     "erofs",
 ];
@@ -41,6 +55,8 @@ const WEIGHTS_BLOCKS: usize = 768;
 struct Env {
     kernel: PathBuf,
     initrd: PathBuf,
+    /// The initrd's entries, to build variants with extra files.
+    base_initrd: mpk_guest::cpio::Initrd,
     work: PathBuf,
     good: PathBuf,
     reference: String,
@@ -48,6 +64,15 @@ struct Env {
     /// Relative path → sha256 of the source files.
     sources: BTreeMap<String, String>,
     weights: Vec<u8>,
+    /// The fixture encrypted with `key` (`mpk encrypt`).
+    empk: PathBuf,
+    /// Its encrypted reference `<root>_<H>_<partuuid>`.
+    enc_reference: String,
+    /// The GPT partition GUID.
+    partuuid: String,
+    /// The master key (`mpk keygen`) and another one.
+    key: Vec<u8>,
+    wrong_key: Vec<u8>,
 }
 
 fn workspace() -> PathBuf {
@@ -233,6 +258,7 @@ fn setup() -> Result<Env, String> {
     for d in ["proc", "sys", "models"] {
         initrd.dir(d).map_err(|e| e.to_string())?;
     }
+    let base_initrd = initrd.clone();
     let bytes = initrd.to_bytes();
     let initrd_path = work.join("initrd.cpio");
     std::fs::write(&initrd_path, &bytes).map_err(|e| e.to_string())?;
@@ -263,27 +289,92 @@ fn setup() -> Result<Env, String> {
         sources.insert(rel.to_string(), sha256_hex(data));
     }
     let good = work.join("fixture/good.mpk");
-    let args = mpk_cli::cmd_pack::PackArgs {
-        dir: Utf8PathBuf::from_path_buf(model).map_err(|p| format!("{p:?}"))?,
-        identity: IDENTITY.parse().map_err(|e| format!("{e}"))?,
-        output: Utf8PathBuf::from_path_buf(good.clone()).map_err(|p| format!("{p:?}"))?,
-        threads: Some(1),
-        json: false,
-        force: true,
-        backend: mpk_cli::cmd_pack::Backend::Native,
-        quiet: true,
+    let utf8 = |p: &Path| {
+        Utf8PathBuf::from_path_buf(p.to_path_buf())
+            .map(|p| p.to_string())
+            .map_err(|p| format!("{p:?}"))
+    };
+    let mpk_cli::Command::Pack(args) = cli(&[
+        "pack",
+        &utf8(&model)?,
+        "--identity",
+        IDENTITY,
+        "-o",
+        &utf8(&good)?,
+        "--threads",
+        "1",
+        "--force",
+        "-q",
+    ])?
+    else {
+        unreachable!()
     };
     let report = mpk_cli::cmd_pack::pack(&args, false).map_err(|e| format!("{e:#}"))?;
+
+    // The encrypted fixture, made by the CLI's own code.
+    let mut keys = Vec::new();
+    for name in ["fixture/master.key", "fixture/other.key"] {
+        let k = work.join(name);
+        let _ = std::fs::remove_file(&k);
+        mpk_cli::run(mpk_cli::Cli {
+            command: cli(&["keygen", "-o", &utf8(&k)?])?,
+        })
+        .map_err(|e| format!("mpk keygen: {e:#}"))?;
+        keys.push(read(&k)?);
+    }
+    let empk = work.join("fixture/enc.empk");
+    let info = good.with_extension("info");
+    mpk_cli::run(mpk_cli::Cli {
+        command: cli(&[
+            "encrypt",
+            &utf8(&good)?,
+            "--ref",
+            &utf8(&info)?,
+            "--identity",
+            IDENTITY,
+            "--key-file",
+            &utf8(&work.join("fixture/master.key"))?,
+            "-o",
+            &utf8(&empk)?,
+            "--force",
+        ])?,
+    })
+    .map_err(|e| format!("mpk encrypt: {e:#}"))?;
+    let enc_reference = String::from_utf8(read(&empk.with_extension("info"))?)
+        .map_err(|e| e.to_string())?
+        .trim()
+        .to_string();
+    let partuuid = enc_reference.rsplit('_').next().unwrap().to_string();
+    assert_eq!(
+        partuuid,
+        mpk_crypt::partition_guid(IDENTITY).hyphenated().to_string()
+    );
+    let wrong_key = keys.pop().unwrap();
+    let key = keys.pop().unwrap();
     Ok(Env {
         kernel,
         initrd: initrd_path,
+        base_initrd,
         work,
         good,
         reference: report.reference,
         hash_offset: report.hash_offset,
         sources,
         weights,
+        empk,
+        enc_reference,
+        partuuid,
+        key,
+        wrong_key,
     })
+}
+
+/// Parses `mpk ARGS…` with the CLI's own parser.
+fn cli(args: &[&str]) -> Result<mpk_cli::Command, String> {
+    use clap::Parser;
+    mpk_cli::Cli::try_parse_from(std::iter::once("mpk").chain(args.iter().copied()))
+        .map(|c| c.command)
+        .map_err(|e| format!("mpk {args:?}: {e}"))
 }
 
 /// The shared environment, or `None` (skip) when tools are missing and not
@@ -313,6 +404,11 @@ impl Drop for Kill {
 /// read-only virtio disk; returns the console output once QEMU exits
 /// (also kept in `target/mpk-guest-vm/console-<label>.log`).
 fn boot(env: &Env, label: &str, extra: &str, disk: &Path) -> String {
+    boot_with(env, label, extra, disk, &env.initrd).0
+}
+
+/// [`boot`] with another initrd; also returns the raw console bytes.
+fn boot_with(env: &Env, label: &str, extra: &str, disk: &Path, initrd: &Path) -> (String, Vec<u8>) {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
@@ -329,7 +425,7 @@ fn boot(env: &Env, label: &str, extra: &str, disk: &Path) -> String {
         .arg("-kernel")
         .arg(&env.kernel)
         .arg("-initrd")
-        .arg(&env.initrd)
+        .arg(initrd)
         .arg("-append")
         .arg(format!("console=ttyS0 panic=-1 {extra}"))
         .arg("-drive")
@@ -348,7 +444,7 @@ fn boot(env: &Env, label: &str, extra: &str, disk: &Path) -> String {
     let out_t = std::thread::spawn(move || {
         let mut s = Vec::new();
         let _ = stdout.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
+        s
     });
     let err_t = std::thread::spawn(move || {
         let mut s = String::new();
@@ -365,7 +461,8 @@ fn boot(env: &Env, label: &str, extra: &str, disk: &Path) -> String {
         std::thread::sleep(Duration::from_millis(100));
     };
     drop(child);
-    let out = out_t.join().unwrap();
+    let raw = out_t.join().unwrap();
+    let out = String::from_utf8_lossy(&raw).into_owned();
     let err = err_t.join().unwrap();
     eprintln!("boot {label} took {:.1} s", start.elapsed().as_secs_f64());
     let log = env.work.join(format!("console-{label}.log"));
@@ -378,7 +475,7 @@ fn boot(env: &Env, label: &str, extra: &str, disk: &Path) -> String {
         out.contains("reboot: Power down"),
         "the guest did not power off cleanly; console:\n{out}\n{err}"
     );
-    out
+    (out, raw)
 }
 
 fn model_word(identity: &str, reference: &str) -> String {
@@ -584,4 +681,191 @@ fn uuid_not_matching_identity_is_refused_before_any_disk() {
     // Not even the disk driver was loaded.
     assert!(!out.contains("mpk-init: loaded"), "console:\n{out}");
     assert!(!out.contains("vda"), "console:\n{out}");
+}
+
+/// The base initrd plus `files` (path, bytes), written as
+/// `initrd-<label>.cpio`.
+fn initrd_with(env: &Env, label: &str, files: &[(String, Vec<u8>)]) -> PathBuf {
+    let mut i = env.base_initrd.clone();
+    for (path, data) in files {
+        i.file(path, 0o600, data.clone()).unwrap();
+    }
+    let p = env.work.join(format!("initrd-{label}.cpio"));
+    std::fs::write(&p, i.to_bytes()).unwrap();
+    p
+}
+
+/// The initrd with `key` at `/run/mpk/keys/<partuuid>`.
+fn initrd_with_key(env: &Env, label: &str, key: &[u8]) -> PathBuf {
+    let path = format!("run/mpk/keys/{}", env.partuuid);
+    initrd_with(env, label, &[(path, key.to_vec())])
+}
+
+fn crypt_word(env: &Env) -> String {
+    format!(
+        "mpk.model={IDENTITY}:{}:crypt mpk.next=/bin/mpk-guest-check",
+        env.enc_reference
+    )
+}
+
+/// Neither master key (raw, or as hex in either case) nor the derived
+/// dm-crypt key (raw or hex) appears anywhere in the console output.
+fn assert_no_key(env: &Env, raw: &[u8]) {
+    let root: [u8; 32] = hex::decode(&env.enc_reference[..64])
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let part: uuid::Uuid = env.partuuid.parse().unwrap();
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    for k in [&env.key, &env.wrong_key] {
+        let derived = mpk_crypt::MasterKey::from_bytes(k)
+            .unwrap()
+            .derive(&root, &part);
+        for bytes in [k.as_slice(), derived.expose().as_slice()] {
+            // Whole keys and each 16-byte quarter, raw and as hex.
+            let mut parts = vec![bytes.to_vec()];
+            parts.extend(bytes.chunks(16).map(<[u8]>::to_vec));
+            for p in parts {
+                secrets.push(hex::encode(&p).into_bytes());
+                secrets.push(hex::encode_upper(&p).into_bytes());
+                secrets.push(p);
+            }
+        }
+    }
+    for s in &secrets {
+        assert!(
+            !raw.windows(s.len()).any(|w| w == s.as_slice()),
+            "key material on the console"
+        );
+    }
+}
+
+fn assert_keys_consumed(out: &str) {
+    assert!(
+        out.contains("mpk-check: /run/mpk/keys holds 0 files"),
+        "the key file was not deleted; console:\n{out}"
+    );
+}
+
+#[test]
+fn encrypted_model_opens_with_the_right_key() {
+    let Some(env) = env() else { return };
+    let initrd = initrd_with_key(env, "key", &env.key);
+    let (out, raw) = boot_with(env, "enc-good", &crypt_word(env), &env.empk, &initrd);
+    assert_no_key(env, &raw);
+    assert_all_files_match(env, &out);
+    assert_keys_consumed(&out);
+    assert!(
+        out.contains(&format!(
+            "master key read from /run/mpk/keys/{}",
+            env.partuuid
+        )),
+        "console:\n{out}"
+    );
+    // The table as logged: key redacted, payload from sector 2048, 4096-byte
+    // sectors; verity on the crypt device with the plain model's numbers.
+    let crypt = format!(
+        "-> mpk-crypt-{}: dm table `0 {} crypt aes-xts-plain64 <key> 0 ",
+        env.partuuid,
+        (env.hash_offset + 4096 + tree_len(env.hash_offset)) / 512
+    );
+    assert!(out.contains(&crypt), "missing `{crypt}`; console:\n{out}");
+    assert!(out.contains(" 2048 1 sector_size:4096`"), "console:\n{out}");
+    let n = env.hash_offset / 4096;
+    assert!(
+        out.contains(&format!(" 4096 4096 {n} {} sha256 ", n + 1)),
+        "console:\n{out}"
+    );
+    assert!(out.contains("ro,nodev,nosuid,noexec"), "console:\n{out}");
+}
+
+#[test]
+fn encrypted_model_with_the_wrong_key_powers_off() {
+    let Some(env) = env() else { return };
+    let initrd = initrd_with_key(env, "wrong-key", &env.wrong_key);
+    let (out, raw) = boot_with(env, "enc-wrong-key", &crypt_word(env), &env.empk, &initrd);
+    assert_no_key(env, &raw);
+    assert_fatal(
+        &out,
+        &format!(
+            "the decrypted pack does not verify against the root hash (wrong master key in /run/mpk/keys/{}, or a damaged or different pack): reading block 0 of /dev/dm-1: Input/output error",
+            env.partuuid
+        ),
+    );
+    // Noise from the wrong key: the first hash block read already fails.
+    assert!(
+        out.contains("device-mapper: verity: 253:0: metadata block"),
+        "console:\n{out}"
+    );
+}
+
+#[test]
+fn flipped_ciphertext_byte_fails_that_file_only() {
+    let Some(env) = env() else { return };
+    let img = std::fs::read(&env.good).unwrap();
+    let b = weights_block(env, &img, WEIGHTS_BLOCKS / 2);
+    let mut enc = std::fs::read(&env.empk).unwrap();
+    enc[(1 << 20) + b * 4096 + 100] ^= 0x01;
+    let disk = env.work.join("fixture/enc-data-byte.empk");
+    std::fs::write(&disk, enc).unwrap();
+    let initrd = initrd_with_key(env, "key", &env.key);
+    let (out, raw) = boot_with(env, "enc-data-byte", &crypt_word(env), &disk, &initrd);
+    assert_no_key(env, &raw);
+    assert!(
+        out.contains(&format!("data block {b} is corrupted")),
+        "console:\n{out}"
+    );
+    assert_only_weights_fail(env, &out);
+}
+
+#[test]
+fn missing_key_file_powers_off() {
+    let Some(env) = env() else { return };
+    let (out, raw) = boot_with(env, "enc-no-key", &crypt_word(env), &env.empk, &env.initrd);
+    assert_no_key(env, &raw);
+    assert_fatal(
+        &out,
+        &format!(
+            "master key /run/mpk/keys/{}: cannot open it: No such file or directory",
+            env.partuuid
+        ),
+    );
+    // Refused before any device was mapped.
+    assert!(!out.contains("dm table"), "console:\n{out}");
+}
+
+#[test]
+fn key_agent_delivers_the_key() {
+    let Some(env) = env() else { return };
+    // Staged where only the agent looks; /run/mpk/keys starts empty.
+    let staged = format!("etc/mpk-check/keys/{}", env.partuuid);
+    let initrd = initrd_with(env, "agent", &[(staged, env.key.clone())]);
+    let word = format!("{} mpk.keyagent=/bin/mpk-guest-check", crypt_word(env));
+    let (out, raw) = boot_with(env, "enc-agent", &word, &env.empk, &initrd);
+    assert_no_key(env, &raw);
+    let ran = format!("mpk-agent: delivered {} to /run/mpk/keys", env.partuuid);
+    assert!(out.contains(&ran), "missing `{ran}`; console:\n{out}");
+    assert_all_files_match(env, &out);
+    assert_keys_consumed(&out);
+}
+
+#[test]
+fn failing_key_agent_powers_off() {
+    let Some(env) = env() else { return };
+    // Nothing staged: the agent exits 3.
+    // (Its own lines start `mpk-agent:`, so assert_fatal's "no mpk-check:
+    // line" still shows that nothing was handed over to.)
+    let word = format!("{} mpk.keyagent=/bin/mpk-guest-check", crypt_word(env));
+    let (out, raw) = boot_with(env, "enc-agent-fails", &word, &env.empk, &env.initrd);
+    assert_no_key(env, &raw);
+    assert_fatal(
+        &out,
+        "key agent /bin/mpk-guest-check: exit status: 3; refusing to continue without keys",
+    );
+}
+
+/// Hash tree bytes (without the superblock block) of an image of
+/// `hash_offset` bytes.
+fn tree_len(hash_offset: u64) -> u64 {
+    mpk_guest::cmdline::tree_bytes(hash_offset / 4096)
 }

@@ -1,6 +1,12 @@
 //! `mpk-guest-check`: a diagnostic hand-over target for the QEMU tests.
 //! Reads every file under `/models` (sorted), prints its SHA-256 or the
-//! read error, and powers off when it runs as PID 1.
+//! read error, then how many files are left in `/run/mpk/keys`, and powers
+//! off when it runs as PID 1.
+//!
+//! Run as `mpk.keyagent=` (the init sets `MPK_KEY_DIR`), it is a stand-in
+//! key agent instead: for each partition UUID argument it copies the key
+//! staged at `/etc/mpk-check/keys/<uuid>` to `$MPK_KEY_DIR/<uuid>` and
+//! exits 0, or exits 3 when one is not staged. It never prints key bytes.
 
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -38,7 +44,28 @@ fn hash(p: &Path) -> std::io::Result<String> {
     }
 }
 
+/// Where the stand-in agent finds the keys it delivers.
+const STAGED: &str = "/etc/mpk-check/keys";
+
+fn agent(dir: &str) -> ! {
+    for u in std::env::args().skip(1) {
+        let from = Path::new(STAGED).join(&u);
+        let to = Path::new(dir).join(&u);
+        match std::fs::copy(&from, &to) {
+            Ok(_) => println!("mpk-agent: delivered {u} to {dir}"),
+            Err(e) => {
+                println!("mpk-agent: no key staged at {}: {e}", from.display());
+                std::process::exit(3);
+            }
+        }
+    }
+    std::process::exit(0)
+}
+
 fn main() {
+    if let Some(dir) = std::env::var_os("MPK_KEY_DIR") {
+        agent(&dir.to_string_lossy());
+    }
     let root = Path::new("/models");
     let mut files = Vec::new();
     walk(root, &mut files);
@@ -54,6 +81,9 @@ fn main() {
         }
     }
     println!("mpk-check: done {} files, {failed} failed", files.len());
+    if let Ok(rd) = std::fs::read_dir("/run/mpk/keys") {
+        println!("mpk-check: /run/mpk/keys holds {} files", rd.count());
+    }
     if std::process::id() == 1 {
         let e = mpk_guest::sys::power_off();
         eprintln!("mpk-check: power-off failed: {e}");
