@@ -4,6 +4,7 @@
 pub mod cmd_attest;
 pub mod cmd_crypt;
 pub mod cmd_hub;
+pub mod cmd_initrd;
 pub mod cmd_measure;
 pub mod cmd_pack;
 pub mod cmd_verify;
@@ -51,6 +52,8 @@ pub enum Command {
     Keygen(cmd_crypt::KeygenArgs),
     /// Encrypt an .mpk into OUT.empk (GPT + dm-crypt) and OUT.info.
     Encrypt(cmd_crypt::EncryptArgs),
+    /// Write a base image's reproducible initrd (/init, modules, files).
+    Initrd(cmd_initrd::InitrdArgs),
 }
 
 /// Runs a parsed command line.
@@ -64,5 +67,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attest(c) => cmd_attest::run(c),
         Command::Keygen(a) => cmd_crypt::run_keygen(a),
         Command::Encrypt(a) => cmd_crypt::run_encrypt(a),
+        Command::Initrd(a) => cmd_initrd::run(a),
     }
 }

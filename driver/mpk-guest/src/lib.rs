@@ -7,9 +7,10 @@
 //!   `/run/mpk/keys/<partuuid>`) with parameters from the command line only
 //!   and mounts it read-only.
 //! - [`sys`]: the few raw kernel calls (the crate's only `unsafe`).
-//! - [`cpio`]: a reproducible initrd (cpio newc) writer, used on the host.
+//! - [`cpio`]: a reproducible initrd (cpio newc) writer, used on the host
+//!   (re-exported from `mpk-measure`, so `mpk initrd` needs no guest code).
 
 pub use mpk_measure::cmdline;
-pub mod cpio;
+pub use mpk_measure::cpio;
 pub mod init;
 pub mod sys;

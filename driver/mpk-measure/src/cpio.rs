@@ -19,6 +19,9 @@ pub enum CpioError {
     /// The path (or one of its parents) is already a different entry.
     #[error("initrd path `{0}` conflicts with an existing entry")]
     Conflict(String),
+    /// newc records sizes in 32 bits.
+    #[error("initrd file `{0}` is {1} bytes; cpio newc holds at most 4 GiB - 1 per file")]
+    TooLarge(String, u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +114,9 @@ impl Initrd {
 
     /// Adds a regular file with permission bits `perm` (e.g. 0o755).
     pub fn file(&mut self, path: &str, perm: u32, data: Vec<u8>) -> Result<(), CpioError> {
+        if u32::try_from(data.len()).is_err() {
+            return Err(CpioError::TooLarge(path.to_string(), data.len() as u64));
+        }
         self.insert(
             path,
             Entry {

@@ -1,0 +1,136 @@
+//! `mpk initrd`: the base image's initrd, a reproducible cpio newc archive
+//! (`mpk_measure::cpio`: sorted, mtime 0, owner 0:0) holding
+//!
+//! - `/init`: the static guest init (`mpk-init`), mode 0755;
+//! - `/lib/modules/mpk/<name>.ko`: each `--module`, mode 0644, and
+//!   `/etc/mpk/modules` listing their paths one per line in the order
+//!   given, the order `mpk-init` loads them in (empty without modules: a
+//!   kernel with everything built in);
+//! - `/dev/console` (character device 5:1), so the init has a console even
+//!   on a kernel whose built-in initramfs lacks one;
+//! - each `--file SRC:DEST`, mode 0755 if SRC is executable, else 0644.
+//!
+//! Only the bytes of the inputs (and the executable bit of `--file`
+//! sources) reach the archive, so the same inputs always give the same
+//! bytes. The output is written under a temporary name beside it, fsynced
+//! and renamed; the SHA-256 of the result (what `image.json` pins) is
+//! printed.
+
+use anyhow::{Context, Result, bail, ensure};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::Args;
+use mpk_measure::cpio::Initrd;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::io::Write;
+
+/// Where the modules go inside the initrd.
+pub const MODULE_DIR: &str = "lib/modules/mpk";
+/// The module list `mpk-init` reads (`mpk_guest::init::MODULE_LIST`).
+pub const MODULE_LIST: &str = "etc/mpk/modules";
+
+/// Arguments of `mpk initrd`.
+#[derive(Debug, Args)]
+pub struct InitrdArgs {
+    /// The static guest init (`mpk-init`), stored as /init.
+    #[arg(long, value_name = "PATH")]
+    pub init: Utf8PathBuf,
+    /// A kernel module (uncompressed `.ko`), stored under
+    /// /lib/modules/mpk/ and loaded by the init in the order given.
+    #[arg(long = "module", value_name = "PATH.ko")]
+    pub modules: Vec<Utf8PathBuf>,
+    /// An extra file: SRC on the host, stored at DEST inside the initrd
+    /// (DEST may not hold `:`).
+    #[arg(long = "file", value_name = "SRC:DEST")]
+    pub files: Vec<String>,
+    /// The initrd to write.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Utf8PathBuf,
+    /// Replace an existing output.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn read(what: &str, p: &Utf8Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("cannot read {what} `{p}`"))
+}
+
+/// The archive for `a` (nothing is written).
+pub fn build(a: &InitrdArgs) -> Result<Vec<u8>> {
+    let mut initrd = Initrd::new();
+    initrd.file("init", 0o755, read("the init", &a.init)?)?;
+    initrd.char_dev("dev/console", 0o600, 5, 1)?;
+
+    let mut list = String::new();
+    let mut names = BTreeSet::new();
+    for m in &a.modules {
+        let name = m
+            .file_name()
+            .with_context(|| format!("module `{m}` has no file name"))?;
+        if [".ko.xz", ".ko.zst", ".ko.gz"]
+            .iter()
+            .any(|s| name.ends_with(s))
+        {
+            bail!(
+                "module `{m}` is compressed; the init loads modules with finit_module(2) flags 0, \
+                 so decompress it to a .ko first"
+            );
+        }
+        ensure!(
+            name.ends_with(".ko"),
+            "module `{m}` is not a kernel module (`.ko`)"
+        );
+        ensure!(
+            names.insert(name.to_string()),
+            "two modules are named `{name}`"
+        );
+        let dest = format!("{MODULE_DIR}/{name}");
+        initrd.file(&dest, 0o644, read("module", m)?)?;
+        list.push_str(&format!("/{dest}\n"));
+    }
+    initrd.file(MODULE_LIST, 0o644, list.into_bytes())?;
+
+    for f in &a.files {
+        let Some((src, dest)) = f.rsplit_once(':') else {
+            bail!("--file `{f}` is not SRC:DEST");
+        };
+        let src = Utf8Path::new(src);
+        let dest = dest.strip_prefix('/').unwrap_or(dest);
+        let data = read("file", src)?;
+        let perm = {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(src)
+                .with_context(|| format!("cannot stat file `{src}`"))?
+                .permissions()
+                .mode();
+            if mode & 0o111 != 0 { 0o755 } else { 0o644 }
+        };
+        initrd
+            .file(dest, perm, data)
+            .with_context(|| format!("--file `{f}`"))?;
+    }
+    Ok(initrd.to_bytes())
+}
+
+/// Runs `mpk initrd`.
+pub fn run(a: InitrdArgs) -> Result<()> {
+    if !a.force && std::fs::symlink_metadata(&a.output).is_ok() {
+        bail!("`{}` already exists; pass --force to replace it", a.output);
+    }
+    let bytes = build(&a)?;
+    let mut t = crate::output::temp_beside(&a.output)?;
+    t.write_all(&bytes)
+        .and_then(|()| t.as_file().sync_all())
+        .with_context(|| format!("cannot write `{}`", a.output))?;
+    crate::output::set_mode(t.path())?;
+    crate::output::publish(t, &a.output)?;
+    let dir = match a.output.parent() {
+        Some(p) if !p.as_str().is_empty() => p,
+        _ => Utf8Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot fsync folder `{dir}`"))?;
+    println!("{}", hex::encode(Sha256::digest(&bytes)));
+    Ok(())
+}
