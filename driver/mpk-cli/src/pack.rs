@@ -10,10 +10,9 @@
 //!
 //! Memory: [`IN_FLIGHT`] batches of [`BATCH_BLOCKS`] blocks (48 MiB), one
 //! more batch per writer when encrypting, 1 MiB of gathered hash blocks,
-//! one 4 KiB block per tree level, the metadata blocks of the layout (about 32 bytes
-//! per file plus its directory entry), and every file's tail (< 4 KiB per
-//! file, read up front because a tail may sit in a block that precedes its
-//! file's data). Nothing grows with the size of the files.
+//! one 4 KiB block per tree level, and the metadata of the layout (about
+//! 32 bytes per file plus its directory entry). Tails are read when their
+//! block is produced. Nothing grows with the size of the files.
 
 use anyhow::{Context, Result, bail};
 use mpk_erofs::{Extent, Layout, NodeId, NodeKind};
@@ -107,30 +106,31 @@ impl Input {
     }
 }
 
-/// Reads every file's tail (the bytes after its last full block).
-fn read_tails(scan: &Scan, layout: &Layout) -> Result<HashMap<NodeId, Vec<u8>>> {
-    let mut tails = HashMap::new();
-    for i in 0..scan.tree.len() {
-        let id = NodeId(i);
-        let pl = layout.placement(id);
-        if pl.tail_len == 0 || !matches!(scan.tree.node(id).kind, NodeKind::File { .. }) {
-            continue;
-        }
-        let src = scan.source(id);
-        let mut buf = vec![0u8; pl.tail_len as usize];
-        let short = || format!("`{}` is shorter than expected", src.path.display());
-        if let Some(r) = &src.remote {
-            r.read_exact_at(&mut buf, pl.full_blocks * B)
-                .with_context(short)?;
-        } else {
-            let f = open(src)?;
-            f.read_exact_at(&mut buf, pl.full_blocks * B)
-                .with_context(short)?;
-            check_unchanged(src, &f)?;
-        }
-        tails.insert(id, buf);
+/// Reads file `id`'s tail (the bytes after its last full block) into
+/// `dst`, which must be exactly that long. Tails are read when their block
+/// is produced, not held for the whole pack: memory stays independent of
+/// the number of files.
+fn read_tail(scan: &Scan, layout: &Layout, id: NodeId, dst: &mut [u8]) -> Result<()> {
+    let pl = layout.placement(id);
+    let src = scan.source(id);
+    let short = || format!("`{}` is shorter than expected", src.path.display());
+    if let Some(r) = &src.remote {
+        r.read_exact_at(dst, pl.full_blocks * B).with_context(short)
+    } else {
+        let f = open(src)?;
+        f.read_exact_at(dst, pl.full_blocks * B)
+            .with_context(short)?;
+        check_unchanged(src, &f)
     }
-    Ok(tails)
+}
+
+/// File `id`'s tail, freshly read (empty when it has none).
+fn tail_of(scan: &Scan, layout: &Layout, id: NodeId) -> Result<Vec<u8>> {
+    let mut t = vec![0u8; layout.placement(id).tail_len as usize];
+    if !t.is_empty() {
+        read_tail(scan, layout, id, &mut t)?;
+    }
+    Ok(t)
 }
 
 /// File bytes inside a batch: where they came from, for cloning.
@@ -430,7 +430,6 @@ fn write_batch(out: &File, b: &Batch, at: u64) -> std::io::Result<()> {
 struct Producer<'a> {
     scan: &'a Scan,
     layout: &'a Layout,
-    tails: &'a HashMap<NodeId, Vec<u8>>,
     extents: Vec<Extent>,
     next: usize,
     /// Within the current extent: blocks already produced.
@@ -458,8 +457,7 @@ impl Producer<'_> {
                         let blk =
                             self.layout
                                 .meta_block(b, |node, dst: &mut [u8]| -> Result<()> {
-                                    dst.copy_from_slice(&self.tails[&node]);
-                                    Ok(())
+                                    read_tail(self.scan, self.layout, node, dst)
                                 })?;
                         buf.grow(B as usize).copy_from_slice(&blk);
                     }
@@ -498,9 +496,7 @@ impl Producer<'_> {
                         let (f, h) = self.file.take().expect("opened");
                         f.check_unchanged(src)?;
                         if let Some(mut h) = h {
-                            if let Some(t) = self.tails.get(&node) {
-                                h.update(t);
-                            }
+                            h.update(tail_of(self.scan, self.layout, node)?);
                             self.sha256.insert(node, h.finalize().into());
                         }
                     }
@@ -562,7 +558,6 @@ pub fn pack_into(
     } = *p;
     let blocks = layout.blocks();
     let h = layout.image_len();
-    let tails = read_tails(scan, layout)?;
     let mut builder = TreeBuilder::new(salt, blocks)?;
     let hash_base = h + B;
     let write_err =
@@ -571,7 +566,6 @@ pub fn pack_into(
     let mut producer = Producer {
         scan,
         layout,
-        tails: &tails,
         extents: layout.extents(),
         next: 0,
         done: 0,
@@ -783,8 +777,7 @@ pub fn pack_into(
             && matches!(scan.tree.node(id).kind, NodeKind::File { .. })
             && !sha256.contains_key(&id)
         {
-            let t = tails.get(&id).map_or(&[][..], Vec::as_slice);
-            sha256.insert(id, Sha256::digest(t).into());
+            sha256.insert(id, Sha256::digest(tail_of(scan, layout, id)?).into());
         }
     }
     Ok(Packed {

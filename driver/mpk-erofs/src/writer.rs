@@ -71,12 +71,19 @@ pub enum Extent {
     },
 }
 
+/// The metadata writes of one block: (offset in the block, bytes), applied
+/// in order over zeros.
+type MetaWrites = Vec<(u16, Box<[u8]>)>;
+
 /// A planned image.
 #[derive(Debug, Clone)]
 pub struct Layout {
     superblock: Superblock,
     placements: Vec<Placement>,
-    meta: BTreeMap<u64, Box<[u8]>>,
+    /// Metadata bytes by block, as (offset in block, bytes) writes over
+    /// zeros: only the bytes that exist are held (a whole 4 KiB block per
+    /// metadata block would cost 4 KiB per small file with an inline tail).
+    meta: BTreeMap<u64, MetaWrites>,
     tails: BTreeMap<u64, Vec<(usize, NodeId)>>,
     file_runs: Vec<(u64, u64, NodeId)>,
 }
@@ -312,10 +319,7 @@ impl Planner<'_> {
                         .push(((off % B) as usize, id));
                     // A tail block exists as a metadata block even if it
                     // holds nothing else: make sure it is composed.
-                    layout
-                        .meta
-                        .entry(off / B)
-                        .or_insert_with(|| vec![0u8; B as usize].into());
+                    layout.meta.entry(off / B).or_default();
                 }
             }
         }
@@ -332,11 +336,10 @@ impl Layout {
             let blk = off / B;
             let inb = (off % B) as usize;
             let n = rest.len().min(B as usize - inb);
-            let block = self
-                .meta
+            self.meta
                 .entry(blk)
-                .or_insert_with(|| vec![0u8; B as usize].into());
-            block[inb..inb + n].copy_from_slice(&rest[..n]);
+                .or_default()
+                .push((inb as u16, rest[..n].into()));
             rest = &rest[n..];
             off += n as u64;
         }
@@ -382,9 +385,7 @@ impl Layout {
                 self.put(off, &buf);
                 if off % B == 0 {
                     // Tail block: the rest of the block is zero.
-                    self.meta
-                        .entry(off / B)
-                        .or_insert_with(|| vec![0u8; B as usize].into());
+                    self.meta.entry(off / B).or_default();
                 }
             }
         }
@@ -485,10 +486,11 @@ impl Layout {
         block: u64,
         mut fill: impl FnMut(NodeId, &mut [u8]) -> Result<(), E>,
     ) -> Result<Box<[u8]>, E> {
-        let mut out: Box<[u8]> = match self.meta.get(&block) {
-            Some(b) => b.clone(),
-            None => vec![0u8; B as usize].into(),
-        };
+        let mut out: Box<[u8]> = vec![0u8; B as usize].into();
+        for (off, bytes) in self.meta.get(&block).map_or(&[][..], Vec::as_slice) {
+            let off = usize::from(*off);
+            out[off..off + bytes.len()].copy_from_slice(bytes);
+        }
         for &(off, node) in self.tails_in(block) {
             let len = self.placements[node.0].tail_len as usize;
             fill(node, &mut out[off..off + len])?;
