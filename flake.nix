@@ -12,9 +12,43 @@
 
       tools = pkgs.callPackage ./nix/reference-tools.nix { };
       mpk = pkgs.callPackage ./nix/package.nix { };
+      # The guest init, static (musl), for the base images' initrds.
+      mpkInit = pkgs.pkgsStatic.callPackage ./nix/guest-init.nix { };
+
+      # lib.mkVmImage { name, vcpus, vcpu_type, memory_mb, guest_features ? 1,
+      #   cmdline ? …, kernelPackages ? …, kernelConfig ? { }, kernel ? …,
+      #   ovmf ? …, tdvf ? null, modules ? [ ], files ? { }, … ,
+      #   pkgs ? <this flake's nixpkgs>, mpk ? <this mpk>, mpkInit ? <this mpk-init> }
+      # (nix/vm-image.nix): kernel, initrd, AmdSev OVMF and image.json.
+      mkVmImage =
+        {
+          pkgs ? nixpkgs.legacyPackages.${system},
+          mpk ? self.packages.${system}.mpk,
+          mpkInit ? self.packages.${system}.mpk-init,
+          ...
+        }@args:
+        import ./nix/vm-image.nix { inherit pkgs mpk mpkInit; } (
+          builtins.removeAttrs args [ "pkgs" "mpk" "mpkInit" ]
+        );
+
+      # One base image per vm-images/<name>/default.nix (the parameters of
+      # mkVmImage; a function of { pkgs } or an attribute set).
+      # vm-images/example has none: it stays a hand-written, synthetic one.
+      vmImages = builtins.mapAttrs (
+        n: _:
+        let
+          p = import (./vm-images + "/${n}/default.nix");
+        in
+        mkVmImage ({ name = n; } // (if builtins.isFunction p then p { inherit pkgs; } else p))
+      ) (
+        pkgs.lib.filterAttrs (
+          n: t: t == "directory" && builtins.pathExists (./vm-images + "/${n}/default.nix")
+        ) (builtins.readDir ./vm-images)
+      );
 
       # lib.mkModelPack { lock, name ? null, endpoint ? …, fetchurlArgs ? { },
-      #   threads ? null, pkgs ? <this flake's nixpkgs>, mpk ? <this mpk> }
+      #   threads ? null, bases ? [ ], pkgs ? <this flake's nixpkgs>, mpk ? <this mpk> }
+      # (bases: mkVmImage outputs; one deployment.json per base image)
       mkModelPack =
         {
           lock,
@@ -26,7 +60,8 @@
           builtins.removeAttrs args [ "pkgs" "mpk" ]
         );
 
-      # packages.model-<short> for every models/<short>.lock.json.
+      # packages.model-<short> for every models/<short>.lock.json, with the
+      # deployment document of every Nix base image.
       lockFiles = pkgs.lib.filterAttrs (
         n: t: t == "regular" && pkgs.lib.hasSuffix ".lock.json" n
       ) (builtins.readDir ./models);
@@ -38,18 +73,23 @@
         pkgs.lib.nameValuePair "model-${short}" (mkModelPack {
           lock = ./models + "/${n}";
           name = "model-${short}";
+          bases = builtins.attrValues vmImages;
         })
       ) lockFiles;
     in
     {
-      lib = { inherit mkModelPack; };
+      lib = { inherit mkModelPack mkVmImage; };
 
-      packages.${system} = models // {
-        inherit mpk;
-        default = mpk;
-        erofs-utils-1_5 = tools.erofs-utils;
-        cryptsetup-2_6_1 = tools.cryptsetup;
-      };
+      packages.${system} =
+        models
+        // pkgs.lib.mapAttrs' (n: v: pkgs.lib.nameValuePair "vm-image-${n}" v) vmImages
+        // {
+          inherit mpk;
+          mpk-init = mpkInit;
+          default = mpk;
+          erofs-utils-1_5 = tools.erofs-utils;
+          cryptsetup-2_6_1 = tools.cryptsetup;
+        };
 
       apps.${system} = {
         mpk = {
@@ -70,10 +110,5 @@
       };
 
       formatter.${system} = pkgs.nixfmt-rfc-style;
-
-      # vm-images/<name> as Nix (kernel with dm-verity/dm-init/EROFS/virtio
-      # built in, initrd with the guest init, AMD SEV OVMF, the base-image
-      # description) and the per-base-image deployment.json of each model
-      # pack go here: issues 5 and 4.
     };
 }

@@ -11,8 +11,9 @@
 # LFS SHA-256, sha256) and writes `<commit>.mpk`, `<commit>.info` and
 # `<commit>.manifest.json`, byte-identical to `mpk build` / `mpk pack` of the
 # same files. SOURCE_DATE_EPOCH (set by stdenv) is unset first.
-# TODO(issue 5/4): one `<commit>.<base>.deployment.json` per base image in
-# vm-images/ goes here once the base images are Nix.
+# With `bases` (lib.mkVmImage outputs) it also writes, as `mpk build --base`
+# does, `<commit>.<base>.deployment.json` for each: the model's command line
+# and the launch measurements on that base image.
 { fetchurl, runCommand, mpk }:
 let
   hf = import ./hf.nix;
@@ -29,6 +30,8 @@ in
   fetchurlArgs ? { },
   # Hashing threads inside the build (default: all cores of the builder).
   threads ? null,
+  # Base images (lib.mkVmImage outputs, each with passthru.baseName).
+  bases ? [ ],
 }:
 let
   l = builtins.fromJSON (builtins.readFile lock);
@@ -55,6 +58,15 @@ let
     }
   ) (builtins.length l.files);
   cacheRepo = "cache/models--${builtins.replaceStrings [ "/" ] [ "--" ] repo}";
+  baseNames = map (b: b.baseName) bases;
+  # `mpk build` names a deployment after its base image's folder, so each
+  # base is a folder `bases/<name>` of links to the image's files.
+  linkBases = builtins.concatStringsSep "\n" (
+    map (b: ''
+      mkdir -p bases/${b.baseName}
+      for f in ${b}/*; do ln -s "$f" bases/${b.baseName}/; done
+    '') bases
+  );
 in
 assert l.version == 1;
 assert builtins.all (f: f.sha256 == (f.lfs_sha256 or f.sha256)) l.files;
@@ -65,6 +77,7 @@ runCommand (if name != null then name else "model-${short}")
       inherit files repo commit;
       identity = l.identity;
       lockFile = lock;
+      inherit bases;
     };
   }
   ''
@@ -73,9 +86,11 @@ runCommand (if name != null then name else "model-${short}")
     ${builtins.concatStringsSep "\n" (map (f: "ln -s ${f.src} ${cacheRepo}/blobs/${f.etag}") files)}
     export HF_HUB_CACHE="$PWD/cache" HF_HUB_OFFLINE=1 HOME="$PWD"
     unset HF_HOME HF_TOKEN HF_ENDPOINT
-    mpk build ${repo} --lock ${lock} -o built --quiet ${if threads != null then "--threads ${toString threads}" else ""}
+    ${linkBases}
+    mpk build ${repo} --lock ${lock} -o built --quiet ${if threads != null then "--threads ${toString threads}" else ""} \
+      ${builtins.concatStringsSep " " (map (n: "--base bases/${n}") baseNames)}
     mkdir -p $out
-    for ext in mpk info manifest.json; do
+    for ext in mpk info manifest.json ${builtins.concatStringsSep " " (map (n: "${n}.deployment.json") baseNames)}; do
       mv "built/${repo}/${commit}.$ext" "$out/${commit}.$ext"
     done
     rmdir "built/${repo}" "built/${org}" built

@@ -7,7 +7,18 @@
 //! the `HF_ENDPOINT` impure env var). Checks: the output set, the generated
 //! fixed-output fetches of every lock file (store name, URL, hash), the
 //! synthetic model built by Nix equals `mpk build` of the same lock byte for
-//! byte (`.mpk`, `.info`, `.manifest.json`), and the pinned-tools check.
+//! byte (`.mpk`, `.info`, `.manifest.json`, and the deployment document on
+//! the Nix base image `qemu-snp`, as `mpk build --base`), and the
+//! pinned-tools check.
+//!
+//! Base images (`packages.vm-image-<name>`, nix/vm-image.nix): with the
+//! stand-in's kernel (`vm-images/example/synthetic/bzImage`), AmdSev OVMF
+//! (`…/OVMF.amdsev.fd`) and the static `mpk-init` built here by cargo (as
+//! the QEMU guest tests build it), `nix build .#vm-image-qemu-snp` gives a
+//! folder whose `image.json` pins exactly its files, whose initrd is `mpk
+//! initrd` of that init byte for byte, whose kernel config forces the
+//! dm-verity/EROFS/virtio options built in, and which `mpk measure
+//! deployment --base` accepts.
 //!
 //! Needs `nix` (Debian's nix-bin 2.8 is enough) and a writable /nix store
 //! (root); skipped without `nix` unless `MPK_REQUIRE_TOOLS=1`.
@@ -59,6 +70,54 @@ fn model() -> Vec<(&'static str, Vec<u8>, bool)> {
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds `mpk-init` statically and reproducibly, with exactly the flags of
+/// driver/mpk-guest/tests/qemu.rs (same target folder, so each reuses the
+/// other's build).
+fn static_init() -> PathBuf {
+    let ws = repo_root().canonicalize().unwrap();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let target = "x86_64-unknown-linux-gnu";
+    let rustflags = format!(
+        "-C target-feature=+crt-static --remap-path-prefix={}=/cargo --remap-path-prefix={}=/mpk",
+        cargo_home.display(),
+        ws.display()
+    );
+    let tdir = ws.join("target/static");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "-p",
+            "mpk-guest",
+            "--bins",
+            "--target",
+            target,
+        ])
+        .arg("--target-dir")
+        .arg(&tdir)
+        .current_dir(&ws)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_INCREMENTAL", "0")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "static mpk-init build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tdir.join(target).join("release/mpk-init")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -136,6 +195,12 @@ impl Flake {
         serde_json::from_slice(&self.nix(args).stdout).unwrap()
     }
 
+    /// `nix build` of one output; its store path.
+    fn build_out(&self, attr: &str) -> PathBuf {
+        let built = self.json(&["build", "--json", "--no-link", &self.flake_ref(attr)]);
+        PathBuf::from(built[0]["outputs"]["out"].as_str().unwrap())
+    }
+
     /// `mpk` against the mock Hub with a private cache.
     fn mpk(&self, cache: &str, args: &[&str]) {
         let out = common::mpk()
@@ -173,6 +238,7 @@ fn setup() -> Option<Flake> {
         std::fs::copy(root.join(n), flake.join(n)).unwrap();
     }
     copy_dir(&root.join("nix"), &flake.join("nix"));
+    copy_dir(&root.join("vm-images"), &flake.join("vm-images"));
     for e in std::fs::read_dir(root.join("models")).unwrap() {
         let p = e.unwrap().path();
         if p.to_str().unwrap().ends_with(".lock.json") {
@@ -182,6 +248,14 @@ fn setup() -> Option<Flake> {
     let standin = f.standin();
     copy_dir(&root.join("tests/nix/stand-in-nixpkgs"), &standin);
     std::fs::copy(env!("CARGO_BIN_EXE_mpk"), standin.join("mpk")).unwrap();
+    std::fs::copy(static_init(), standin.join("mpk-init")).unwrap();
+    for n in ["bzImage", "OVMF.amdsev.fd"] {
+        std::fs::copy(
+            root.join("vm-images/example/synthetic").join(n),
+            standin.join(n),
+        )
+        .unwrap();
+    }
 
     f.hub.put(REPO, "main", COMMIT, model());
     let lock = flake.join("models/fixture.lock.json");
@@ -256,9 +330,11 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
     let pkgs = &show["packages"][SYSTEM];
     for p in [
         "mpk",
+        "mpk-init",
         "default",
         "model-all-minilm-l6-v2",
         "model-fixture",
+        "vm-image-qemu-snp",
         "erofs-utils-1_5",
         "cryptsetup-2_6_1",
     ] {
@@ -309,12 +385,31 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
         "l: builtins.attrNames (builtins.functionArgs l.mkModelPack)",
     ]);
     assert_eq!(lib, serde_json::json!(["lock", "mpk", "pkgs"]));
+    let lib = f.json(&[
+        "eval",
+        "--json",
+        &f.flake_ref("lib"),
+        "--apply",
+        "l: builtins.attrNames (builtins.functionArgs l.mkVmImage)",
+    ]);
+    assert_eq!(lib, serde_json::json!(["mpk", "mpkInit", "pkgs"]));
+    // Every model package takes every Nix base image (not the synthetic
+    // example, which has no default.nix).
+    let bases = f.json(&[
+        "eval",
+        "--json",
+        &f.flake_ref(&format!("packages.{SYSTEM}.model-fixture.bases")),
+        "--apply",
+        "map (b: b.baseName)",
+    ]);
+    assert_eq!(bases, serde_json::json!(["qemu-snp"]));
 
     check_fetches(&f, "all-minilm-l6-v2");
     check_fetches(&f, "fixture");
 
     // `nix build .#model-fixture` (fetches from the mock Hub, packs
-    // offline) gives the bytes of `mpk build` of the same lock.
+    // offline) gives the bytes of `mpk build` of the same lock, with the
+    // deployment on the Nix base image (a folder named after it).
     let built = f.json(&[
         "build",
         "--json",
@@ -324,6 +419,13 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
     let out = PathBuf::from(built[0]["outputs"]["out"].as_str().unwrap());
     let lock = f.flake().join("models/fixture.lock.json");
     let expected = f.tmp.path().join("expected");
+    let vm = f.build_out("vm-image-qemu-snp");
+    let base = f.tmp.path().join("bases/qemu-snp");
+    std::fs::create_dir_all(&base).unwrap();
+    for e in std::fs::read_dir(&vm).unwrap() {
+        let e = e.unwrap();
+        std::os::unix::fs::symlink(e.path(), base.join(e.file_name())).unwrap();
+    }
     f.mpk(
         "build-cache",
         &[
@@ -334,6 +436,8 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
             "-q",
             "-o",
             expected.to_str().unwrap(),
+            "--base",
+            base.to_str().unwrap(),
         ],
     );
     let expected = expected.join(REPO);
@@ -344,7 +448,8 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
     names.sort();
     assert_eq!(
         names,
-        ["info", "manifest.json", "mpk"].map(|e| format!("{COMMIT}.{e}"))
+        ["info", "manifest.json", "mpk", "qemu-snp.deployment.json"]
+            .map(|e| format!("{COMMIT}.{e}"))
     );
     for n in &names {
         let (a, b) = (
@@ -364,4 +469,150 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
     ]);
     let info = PathBuf::from(check[0]["outputs"]["out"].as_str().unwrap()).join("fixture.info");
     assert!(std::fs::read_to_string(info).unwrap().len() > 64);
+}
+
+fn sha256_hex(p: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+#[test]
+fn vm_image_builds_offline_and_measures() {
+    let Some(f) = setup() else { return };
+    let attr = format!("packages.{SYSTEM}.vm-image-qemu-snp");
+
+    // The kernel config: every option the init relies on is forced built in.
+    let config = f.json(&[
+        "eval",
+        "--json",
+        &f.flake_ref(&format!("{attr}.kernel.structuredExtraConfig")),
+        "--apply",
+        "builtins.mapAttrs (n: v: v.content.tristate)",
+    ]);
+    for o in [
+        "BLK_DEV_DM",
+        "DM_INIT",
+        "DM_VERITY",
+        "DM_CRYPT",
+        "EROFS_FS",
+        "VIRTIO_PCI",
+        "VIRTIO_BLK",
+        "CRYPTO_XTS",
+        "CRYPTO_AES",
+        "CRYPTO_SHA256",
+        "DEVTMPFS",
+        "AMD_MEM_ENCRYPT",
+        "SEV_GUEST",
+    ] {
+        assert_eq!(config[o], "y", "{o}: {config}");
+    }
+    let dsc = f.json(&[
+        "eval",
+        "--json",
+        &f.flake_ref(&format!("{attr}.ovmf.projectDscPath")),
+    ]);
+    assert_eq!(dsc, "OvmfPkg/AmdSev/AmdSevX64.dsc");
+
+    let out = f.build_out("vm-image-qemu-snp");
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["OVMF.amdsev.fd", "bzImage", "image.json", "initrd"]);
+
+    // image.json: the example's shape, every file pinned by its sha256.
+    let image: Value =
+        serde_json::from_slice(&std::fs::read(out.join("image.json")).unwrap()).unwrap();
+    for (k, file) in [
+        ("snp_ovmf", "OVMF.amdsev.fd"),
+        ("kernel", "bzImage"),
+        ("initrd", "initrd"),
+    ] {
+        assert_eq!(image[k]["path"], file, "{k}");
+        assert_eq!(
+            image[k]["sha256"],
+            sha256_hex(&out.join(file)).as_str(),
+            "{k}"
+        );
+    }
+    let example: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join("vm-images/example/image.json")).unwrap(),
+    )
+    .unwrap();
+    for k in [
+        "version",
+        "cmdline",
+        "vcpus",
+        "vcpu_type",
+        "guest_features",
+        "memory_mb",
+    ] {
+        assert_eq!(image[k], example[k], "{k}");
+    }
+    assert!(image.get("tdvf").is_none());
+    let standin = f.standin();
+    assert_eq!(
+        sha256_hex(&out.join("bzImage")),
+        sha256_hex(&standin.join("bzImage"))
+    );
+    assert_eq!(
+        sha256_hex(&out.join("OVMF.amdsev.fd")),
+        sha256_hex(&standin.join("OVMF.amdsev.fd"))
+    );
+
+    // The initrd is `mpk initrd` of the static init, byte for byte.
+    let again = f.tmp.path().join("initrd");
+    let printed = common::mpk()
+        .args(["initrd", "--init"])
+        .arg(standin.join("mpk-init"))
+        .arg("-o")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    assert_eq!(
+        String::from_utf8(printed.stdout).unwrap().trim(),
+        image["initrd"]["sha256"]
+    );
+    assert!(std::fs::read(&again).unwrap() == std::fs::read(out.join("initrd")).unwrap());
+
+    // `mpk measure deployment --base result` takes it as it is.
+    let model = f.tmp.path().join("m");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("config.json"), b"{}\n").unwrap();
+    let id = "acme/vm-fixture@0123456789abcdef0123456789abcdef01234567";
+    let pack = model.with_extension("mpk");
+    let o = common::mpk()
+        .args(["pack"])
+        .arg(&model)
+        .args(["--identity", id, "-o"])
+        .arg(&pack)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::mpk()
+        .args(["measure", "deployment", "--base"])
+        .arg(&out)
+        .arg("--model")
+        .arg(pack.with_extension("info"))
+        .args(["--identity", id])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reference = std::fs::read_to_string(pack.with_extension("info")).unwrap();
+    assert_eq!(
+        d["cmdline"],
+        format!(
+            "console=ttyS0 panic=-1 mpk.model={id}:{} ",
+            reference.trim()
+        )
+    );
+    assert_eq!(d["snp_measurement"].as_str().unwrap().len(), 96);
+    assert_eq!(d["inputs_sha256"]["initrd"], image["initrd"]["sha256"]);
+    assert_eq!(
+        d["inputs_sha256"]["image_json"],
+        sha256_hex(&out.join("image.json")).as_str()
+    );
 }

@@ -3,9 +3,14 @@
 # It provides just what flake.nix and nix/*.nix call, built on
 # builtins.derivation with the host's /bin/sh and /usr/bin (coreutils, curl),
 # so builds need `--option sandbox false` (Debian's nix.conf default):
-#   - rustPlatform.buildRustPackage wraps an already-built `mpk` binary that
-#     the test copies next to this file (./mpk); the Rust build itself is not
-#     exercised;
+#   - rustPlatform.buildRustPackage (also as pkgsStatic's) wraps an
+#     already-built binary that the test copies next to this file, named
+#     after the package's meta.mainProgram (./mpk, ./mpk-init); the Rust
+#     build itself is not exercised;
+#   - the base images' kernel (linuxPackages_6_12.kernel.override, which
+#     keeps structuredExtraConfig in passthru) is ./bzImage and the AmdSev
+#     OVMF (edk2.mkDerivation) is ./OVMF.amdsev.fd, both copied here by the
+#     test; nothing is compiled;
 #   - stdenv.mkDerivation of erofs-utils / cryptsetup wraps the host's Debian
 #     packages (bookworm ships exactly erofs-utils 1.5 and cryptsetup 2.6.1)
 #     after checking their versions; other packages are empty placeholders;
@@ -109,7 +114,28 @@
           unions = _: throw "stand-in nixpkgs: lib.fileset is not implemented";
         };
         licenses = { gpl2Plus = "gpl2Plus"; mit = "mit"; asl20 = "asl20"; };
+        mkForce = content: { _type = "override"; priority = 50; inherit content; };
+        kernel = {
+          yes = { tristate = "y"; optional = false; };
+          module = { tristate = "m"; optional = false; };
+          no = { tristate = "n"; optional = false; };
+        };
       };
+
+      # A kernel package set whose kernel is ./bzImage, whatever the config.
+      standInKernel =
+        args:
+        mkDrv {
+          name = "linux-stand-in";
+          script = ''
+            mkdir -p $out
+            cp ${./bzImage} $out/bzImage
+          '';
+          passthru = {
+            structuredExtraConfig = args.structuredExtraConfig or { };
+            override = a: standInKernel (args // a);
+          };
+        };
 
       pkgs = {
         inherit lib;
@@ -165,6 +191,21 @@
 
         mkShell = args: placeholder "stand-in-shell";
 
+        pkgsStatic = pkgs;
+
+        linuxPackages_6_12.kernel = standInKernel { };
+
+        edk2.mkDerivation =
+          projectDscPath: args:
+          mkDrv {
+            inherit (args) name;
+            script = ''
+              mkdir -p $out/FV
+              cp ${./OVMF.amdsev.fd} $out/FV/OVMF.fd
+            '';
+            passthru = { inherit projectDscPath; };
+          };
+
         rustPlatform.buildRustPackage =
           let
             build =
@@ -173,8 +214,8 @@
                 name = "${args.pname}-${args.version}";
                 script = ''
                   mkdir -p $out/bin
-                  cp ${./mpk} $out/bin/mpk
-                  chmod +x $out/bin/mpk
+                  cp ${./. + "/${args.meta.mainProgram}"} $out/bin/${args.meta.mainProgram}
+                  chmod +x $out/bin/${args.meta.mainProgram}
                 '';
                 passthru = {
                   overrideAttrs = f: build (args // f args);
@@ -187,7 +228,7 @@
         map (n: { name = n; value = placeholder n; }) [
           "autoreconfHook" "pkg-config" "gettext" "lz4" "libuuid" "lvm2" "json_c" "openssl" "popt"
           "clippy" "rustfmt" "cargo" "rustc" "xfsprogs" "e2fsprogs" "util-linux" "python3" "curl" "nix"
-          "actionlint" "nixfmt-rfc-style"
+          "actionlint" "nixfmt-rfc-style" "nasm" "acpica-tools"
         ]
       );
     in
