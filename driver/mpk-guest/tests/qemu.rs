@@ -15,6 +15,9 @@
 //! `mpk.keyagent=` (mpk-guest-check's agent mode, which copies a staged
 //! key). Every encrypted boot also checks that no key byte reaches the
 //! console.
+//!
+//! Base images (issue 6): the initrd `mpk initrd` writes from the same init,
+//! check program and modules boots the good model too.
 
 use camino::Utf8PathBuf;
 use sha2::{Digest, Sha256};
@@ -57,6 +60,11 @@ struct Env {
     initrd: PathBuf,
     /// The initrd's entries, to build variants with extra files.
     base_initrd: mpk_guest::cpio::Initrd,
+    /// What went into it: the static init, the check program and the
+    /// modules in load order (for the `mpk initrd` variant).
+    init_bin: PathBuf,
+    check_bin: PathBuf,
+    module_files: Vec<PathBuf>,
     work: PathBuf,
     good: PathBuf,
     reference: String,
@@ -241,9 +249,11 @@ fn setup() -> Result<Env, String> {
         )
         .map_err(|e| e.to_string())?;
     let mut list = String::new();
+    let mut module_files = Vec::new();
     for m in MODULES {
         let f = find_file(&x.join("lib/modules"), &format!("{m}.ko"))
             .ok_or_else(|| format!("module {m}.ko not in {}", deb.display()))?;
+        module_files.push(f.clone());
         initrd
             .file(&format!("lib/modules/{m}.ko"), 0o644, read(&f)?)
             .map_err(|e| e.to_string())?;
@@ -355,6 +365,9 @@ fn setup() -> Result<Env, String> {
         kernel,
         initrd: initrd_path,
         base_initrd,
+        init_bin: bins.join("mpk-init"),
+        check_bin: bins.join("mpk-guest-check"),
+        module_files,
         work,
         good,
         reference: report.reference,
@@ -568,6 +581,44 @@ fn good_model_mounts_and_every_file_matches_its_source() {
         "console:\n{out}"
     );
     assert!(out.contains("ro,nodev,nosuid,noexec"), "console:\n{out}");
+}
+
+/// Issue 6: the initrd `mpk initrd` writes (what the Nix base images use:
+/// modules under /lib/modules/mpk/, /etc/mpk/modules in the order given)
+/// boots the same model.
+#[test]
+fn initrd_from_mpk_initrd_boots_the_good_model() {
+    let Some(env) = env() else { return };
+    let p = env.work.join("initrd-cli.cpio");
+    let utf8 = |p: &Path| p.to_str().unwrap().to_string();
+    let mut args = vec![
+        "initrd".to_string(),
+        "--init".into(),
+        utf8(&env.init_bin),
+        "--file".into(),
+        format!("{}:/bin/mpk-guest-check", utf8(&env.check_bin)),
+        "-o".into(),
+        utf8(&p),
+        "--force".into(),
+    ];
+    for m in &env.module_files {
+        args.push("--module".into());
+        args.push(utf8(m));
+    }
+    let command = cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    mpk_cli::run(mpk_cli::Cli { command }).unwrap();
+    let (out, _) = boot_with(
+        env,
+        "cli-initrd",
+        &model_word(IDENTITY, &env.reference),
+        &env.good,
+        &p,
+    );
+    assert!(
+        out.contains(&format!("mpk-init: loaded {} modules", MODULES.len())),
+        "console:\n{out}"
+    );
+    assert_all_files_match(env, &out);
 }
 
 #[test]
