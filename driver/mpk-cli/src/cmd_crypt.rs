@@ -59,8 +59,16 @@ pub struct EncryptArgs {
     pub force: bool,
 }
 
+/// Makes this process non-dumpable before any key byte is in memory: no
+/// core dump (and no ptrace by other users) can carry key material.
+fn no_core_dumps() -> Result<()> {
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| anyhow!("cannot disable core dumps before handling a key: {e}"))
+}
+
 /// Runs `mpk keygen`.
 pub fn run_keygen(a: KeygenArgs) -> Result<()> {
+    no_core_dumps()?;
     let mut key = Zeroizing::new([0u8; mpk_crypt::key::KEY_LEN]);
     getrandom::getrandom(key.as_mut_slice())
         .map_err(|e| anyhow!("cannot get random bytes from the system: {e}"))?;
@@ -98,6 +106,7 @@ pub fn run_keygen(a: KeygenArgs) -> Result<()> {
 /// fixed, zeroized buffer (no growing `Vec` leaves copies behind).
 pub fn read_master_key(path: &Utf8Path) -> Result<MasterKey> {
     use std::io::Read;
+    no_core_dumps()?;
     let mut f = File::open(path).map_err(|e| anyhow!("cannot read the key file `{path}`: {e}"))?;
     let mut buf = Zeroizing::new([0u8; mpk_crypt::key::KEY_LEN + 1]);
     let mut n = 0;
