@@ -157,14 +157,14 @@ printf '\n%-32s %8s %8s %8s %10s\n' "best of $rounds, $label" "wall s" "user s" 
 for n in $tools; do
   printf '%-32s %8s %8s %8s %7s MiB\n' "$n" "${wall[$n]}" "${user[$n]}" "${sys[$n]}" "$(( ${rss[$n]} / 1024 ))"
 done
-ratio() { python3 -c "print(f'{$1/$2:.2f}' if $2 > 0 else 'n/a (too fast to time)')"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}x' if $2 > 0 else 'n/a (too fast to time)')"; }
 echo
 if [ "${SPARSE:-}" != 1 ]; then
-  echo "reference pipeline / mpk pack : $(ratio "${wall[ref]}" "${wall[mpk]}")x"
-  echo "mpk pack / cp -r              : $(ratio "${wall[mpk]}" "${wall[cp]}")x"
-  echo "mpk pack / read once          : $(ratio "${wall[mpk]}" "${wall[read]}")x"
-  echo "reference / mpk reproduce     : $(ratio "${wall[ref]}" "${wall[repro]}")x"
-  echo "reference / hash floor        : $(ratio "${wall[ref]}" "${wall[floor]}")x  (the most any reproduce can reach here)"
-  echo "mpk reproduce / hash floor    : $(ratio "${wall[repro]}" "${wall[floor]}")x"
+  echo "reference pipeline / mpk pack : $(ratio "${wall[ref]}" "${wall[mpk]}")"
+  echo "mpk pack / cp -r              : $(ratio "${wall[mpk]}" "${wall[cp]}")"
+  echo "mpk pack / read once          : $(ratio "${wall[mpk]}" "${wall[read]}")"
+  echo "reference / mpk reproduce     : $(ratio "${wall[ref]}" "${wall[repro]}")"
+  echo "reference / hash floor        : $(ratio "${wall[ref]}" "${wall[floor]}")  (the most any reproduce can reach here)"
+  echo "mpk reproduce / hash floor    : $(ratio "${wall[repro]}" "${wall[floor]}")"
 fi
-echo "mpk pack / mpk reproduce      : $(ratio "${wall[mpk]}" "${wall[repro]}")x"
+echo "mpk pack / mpk reproduce      : $(ratio "${wall[mpk]}" "${wall[repro]}")"
