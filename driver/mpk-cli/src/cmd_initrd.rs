@@ -10,6 +10,10 @@
 //!   on a kernel whose built-in initramfs lacks one;
 //! - each `--file SRC:DEST`, mode 0755 if SRC is executable, else 0644.
 //!
+//! An ELF init must be an x86-64 executable without a program interpreter
+//! (statically linked): the initrd has no libc, and a dynamic init would
+//! only fail at boot, after its hash was pinned.
+//!
 //! Only the bytes of the inputs (and the executable bit of `--file`
 //! sources) reach the archive, so the same inputs always give the same
 //! bytes. The output is written under a temporary name beside it, fsynced
@@ -55,10 +59,58 @@ fn read(what: &str, p: &Utf8Path) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("cannot read {what} `{p}`"))
 }
 
+/// `PT_INTERP`: the program header naming the dynamic loader.
+const PT_INTERP: u32 = 3;
+/// `EM_X86_64`.
+const EM_X86_64: u16 = 62;
+
+/// Refuses an ELF init the guest cannot run: not 64-bit little-endian
+/// x86-64, truncated program headers, or a program interpreter (dynamically
+/// linked). Anything that is not ELF (a script whose interpreter comes with
+/// `--file`) is the caller's business.
+pub fn check_init(path: &Utf8Path, b: &[u8]) -> Result<()> {
+    if !b.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let u32_at = |o: usize| {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+    };
+    ensure!(
+        b.len() >= 64 && b[4] == 2 && b[5] == 1 && u16_at(0x12) == Some(EM_X86_64),
+        "the init `{path}` is not a 64-bit x86-64 ELF executable"
+    );
+    let bad = || anyhow::anyhow!("the init `{path}` has truncated ELF program headers");
+    let phoff = usize::try_from(u64_at(0x20).ok_or_else(bad)?).map_err(|_| bad())?;
+    let phentsize = usize::from(u16_at(0x36).ok_or_else(bad)?);
+    let phnum = usize::from(u16_at(0x38).ok_or_else(bad)?);
+    for i in 0..phnum {
+        let o = phentsize
+            .checked_mul(i)
+            .and_then(|x| x.checked_add(phoff))
+            .ok_or_else(bad)?;
+        if u32_at(o).ok_or_else(bad)? == PT_INTERP {
+            bail!(
+                "the init `{path}` is dynamically linked (it names an ELF interpreter), but the \
+                 initrd holds no libc: build mpk-init static (`-C target-feature=+crt-static`, \
+                 or Nix's pkgsStatic)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The archive for `a` (nothing is written).
 pub fn build(a: &InitrdArgs) -> Result<Vec<u8>> {
     let mut initrd = Initrd::new();
-    initrd.file("init", 0o755, read("the init", &a.init)?)?;
+    let init = read("the init", &a.init)?;
+    check_init(&a.init, &init)?;
+    initrd.file("init", 0o755, init)?;
     initrd.char_dev("dev/console", 0o600, 5, 1)?;
 
     let mut list = String::new();

@@ -2,7 +2,8 @@
 //! inputs give the same bytes, whatever their mtimes and owners), holds
 //! exactly /init, /dev/console, the modules under /lib/modules/mpk/ with
 //! /etc/mpk/modules in the order given, and the extra files; missing or
-//! unsuitable inputs are refused by name and nothing is written. GNU cpio
+//! unsuitable inputs (including a dynamically linked or non-x86-64 init)
+//! are refused by name and nothing is written. GNU cpio
 //! (Debian package `cpio`) lists the archive; without it that check skips
 //! unless `MPK_REQUIRE_TOOLS=1`.
 
@@ -79,6 +80,25 @@ fn fails(args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// A minimal x86-64 ELF header with `phdrs` program headers of these types
+/// (PT_INTERP = 3 makes it dynamically linked).
+fn elf(phdrs: &[u32], machine: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    b[0x10..0x12].copy_from_slice(&2u16.to_le_bytes());
+    b[0x12..0x14].copy_from_slice(&machine.to_le_bytes());
+    b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    b[0x38..0x3a].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+    for t in phdrs {
+        let mut h = vec![0u8; 56];
+        h[..4].copy_from_slice(&t.to_le_bytes());
+        b.extend(h);
+    }
+    b.extend_from_slice(b"static init stand-in");
+    b
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -91,7 +111,10 @@ impl Inputs {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let w = |n: &str, d: &[u8]| std::fs::write(dir.path().join(n), d).unwrap();
-        w("mpk-init", b"\x7fELF static init stand-in");
+        w("mpk-init", &elf(&[1, 1], 62));
+        w("dynamic-init", &elf(&[6, 3, 1], 62));
+        w("arm-init", &elf(&[1], 183));
+        w("short-init", &elf(&[1], 62)[..66]);
         w("virtio_blk.ko", b"module virtio_blk");
         w("dm-verity.ko", b"module dm-verity");
         w("erofs.ko", b"module erofs");
@@ -266,6 +289,33 @@ fn refusals_name_the_input_and_write_nothing() {
                 s(&out).into(),
             ],
             s(&i.p("no-init")).into(),
+        ),
+        (
+            vec![
+                "--init".into(),
+                s(&i.p("dynamic-init")).into(),
+                "-o".into(),
+                s(&out).into(),
+            ],
+            "is dynamically linked".into(),
+        ),
+        (
+            vec![
+                "--init".into(),
+                s(&i.p("arm-init")).into(),
+                "-o".into(),
+                s(&out).into(),
+            ],
+            "not a 64-bit x86-64 ELF".into(),
+        ),
+        (
+            vec![
+                "--init".into(),
+                s(&i.p("short-init")).into(),
+                "-o".into(),
+                s(&out).into(),
+            ],
+            "truncated ELF program headers".into(),
         ),
         (
             vec![
