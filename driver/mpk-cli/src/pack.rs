@@ -9,7 +9,8 @@
 //! next ones are read and hashed.
 //!
 //! Memory: [`IN_FLIGHT`] batches of [`BATCH_BLOCKS`] blocks (48 MiB), one
-//! more batch per writer when encrypting, 1 MiB of gathered hash blocks,
+//! more batch per writer when encrypting, up to `IN_FLIGHT + 1` runs of
+//! gathered hash blocks (1 MiB each),
 //! one 4 KiB block per tree level, and the metadata of the layout (about
 //! 32 bytes per file plus its directory entry). Tails are read when their
 //! block is produced. Nothing grows with the size of the files.
@@ -307,67 +308,115 @@ impl Writer<'_> {
     }
 }
 
-/// Hash blocks and the superblock block on their way out: consecutive
-/// blocks are gathered in one aligned buffer and written together, through
-/// the `O_DIRECT` descriptor when there is one. (A buffered write would
-/// wait for the inode lock that in-flight direct writes hold on ext4,
-/// stalling the hashing thread behind the disk.)
-struct BlockOut<'a> {
-    out: Option<&'a File>,
-    direct: Option<File>,
-    encrypt: Option<Encrypt<'a>>,
+/// Hash blocks on their way out: consecutive blocks are gathered into runs
+/// (one aligned buffer each), which the writer threads write like batches,
+/// so the hashing thread never waits for the disk.
+struct Runs {
+    /// Gathering nothing (no output file).
+    off: bool,
     buf: AlignedBuf,
-    /// Image offset of the first buffered block.
+    /// Image offset of the first gathered block.
     at: u64,
 }
 
-impl BlockOut<'_> {
-    /// Queues one block for image offset `off`, writing out what was
-    /// gathered when `off` does not continue it.
-    fn put(&mut self, blk: &[u8], off: u64, pool: &rayon::ThreadPool) -> std::io::Result<()> {
-        if self.out.is_none() {
-            return Ok(());
+/// Bytes of one run of hash blocks.
+const RUN_BYTES: usize = 256 * B as usize;
+
+impl Runs {
+    fn new(off: bool) -> Self {
+        Self {
+            off,
+            buf: AlignedBuf::new(if off { 0 } else { RUN_BYTES }),
+            at: 0,
+        }
+    }
+
+    /// Adds the block for image offset `off`; returns the run gathered so
+    /// far when `off` does not continue it or it is full.
+    fn put(&mut self, blk: &[u8], off: u64) -> Option<(AlignedBuf, u64)> {
+        if self.off {
+            return None;
         }
         let end = self.at + self.buf.len() as u64;
-        if !self.buf.is_empty() && (off != end || self.buf.len() + blk.len() > self.buf.capacity())
+        let done = if !self.buf.is_empty()
+            && (off != end || self.buf.len() + blk.len() > self.buf.capacity())
         {
-            self.flush(pool)?;
-        }
+            self.take()
+        } else {
+            None
+        };
         if self.buf.is_empty() {
             self.at = off;
         }
         self.buf.grow(blk.len()).copy_from_slice(blk);
-        Ok(())
+        done
     }
 
-    /// Writes the gathered blocks.
-    fn flush(&mut self, pool: &rayon::ThreadPool) -> std::io::Result<()> {
+    /// The run gathered so far, if any.
+    fn take(&mut self) -> Option<(AlignedBuf, u64)> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let buf = std::mem::replace(&mut self.buf, AlignedBuf::new(RUN_BYTES));
+        Some((buf, self.at))
+    }
+}
+
+/// Work for the writer threads.
+enum Job {
+    /// Image blocks at an image offset; the batch goes back to the producer.
+    Data(Batch, u64),
+    /// A run of hash blocks at an image offset.
+    Blocks(AlignedBuf, u64),
+}
+
+/// Writes a few blocks (the last hash blocks, the superblock block) at
+/// image offset `off` through the ordinary descriptor, encrypted when
+/// asked; the writer threads are done by then, so no direct write holds
+/// the inode lock.
+fn put_blocks(
+    out: Option<&File>,
+    encrypt: Option<Encrypt<'_>>,
+    buf: &[u8],
+    off: u64,
+    pool: &rayon::ThreadPool,
+) -> std::io::Result<()> {
+    match (out, encrypt) {
+        (None, _) => Ok(()),
+        (Some(f), None) => f.write_all_at(buf, off),
+        (Some(f), Some(e)) => {
+            let mut c = buf.to_vec();
+            e.encrypt(&mut c, off, pool)?;
+            f.write_all_at(&c, e.base + off)
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Writes a run of hash blocks at image offset `at` (encrypted in place
+    /// when asked), through the direct descriptor when there is one.
+    fn write_blocks(
+        &mut self,
+        buf: &mut AlignedBuf,
+        at: u64,
+        pool: &rayon::ThreadPool,
+    ) -> std::io::Result<()> {
         let Some(out) = self.out else {
             return Ok(());
         };
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let mut off = self.at;
+        let mut off = at;
         if let Some(e) = self.encrypt {
-            e.encrypt(self.buf.as_mut_slice(), self.at, pool)?;
+            e.encrypt(buf.as_mut_slice(), at, pool)?;
             off += e.base;
         }
-        let data = self.buf.as_slice();
-        let direct = match &self.direct {
-            Some(d) => match d.write_all_at(data, off) {
-                Ok(()) => true,
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => false,
+        if let Some(d) = &self.direct {
+            match d.write_all_at(buf.as_slice(), off) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => self.direct = None,
                 Err(e) => return Err(e),
-            },
-            None => false,
-        };
-        if !direct {
-            self.direct = None;
-            out.write_all_at(data, off)?;
+            }
         }
-        self.buf.clear();
-        Ok(())
+        out.write_all_at(buf.as_slice(), off)
     }
 }
 
@@ -588,13 +637,7 @@ pub fn pack_into(
             }),
         })
         .collect();
-    let mut blocks_out = BlockOut {
-        out,
-        direct: out.filter(|_| direct).and_then(reopen_direct),
-        encrypt,
-        buf: AlignedBuf::new(256 * B as usize),
-        at: 0,
-    };
+    let mut runs = Runs::new(out.is_none());
     if let (Some(f), true) = (out, direct) {
         // Allocate the whole payload first: O_DIRECT writes that extend a
         // file or fill holes are serialised by the filesystem (ext4 takes
@@ -614,7 +657,7 @@ pub fn pack_into(
     // and hashed.
     let (empty_tx, empty_rx) = sync_channel::<Batch>(IN_FLIGHT);
     let (full_tx, full_rx) = sync_channel::<Result<Batch>>(IN_FLIGHT);
-    let (write_tx, write_rx) = sync_channel::<(Batch, u64)>(IN_FLIGHT);
+    let (write_tx, write_rx) = sync_channel::<Job>(IN_FLIGHT);
     for _ in 0..IN_FLIGHT {
         let batch = Batch {
             buf: AlignedBuf::new(BATCH_BLOCKS * B as usize),
@@ -673,7 +716,16 @@ pub fn pack_into(
                             .lock()
                             .map_err(|_| (0, std::io::Error::other("writer lock poisoned")))?
                             .recv();
-                        let Ok((batch, at)) = next else { break };
+                        let (batch, at) = match next {
+                            Ok(Job::Data(batch, at)) => (batch, at),
+                            Ok(Job::Blocks(mut run, at)) => {
+                                writer
+                                    .write_blocks(&mut run, at, pool)
+                                    .map_err(|e| (at, e))?;
+                                continue;
+                            }
+                            Err(_) => break,
+                        };
                         writer.write_batch(&batch, at, pool).map_err(|e| (at, e))?;
                         unflushed += batch.buf.len() as u64;
                         if unflushed >= FLUSH_EVERY
@@ -704,13 +756,15 @@ pub fn pack_into(
                         .collect::<Vec<_>>()
                 });
                 builder.push_all(&digests, |idx, blk| -> Result<()> {
-                    let off = hash_base + idx * B;
-                    blocks_out
-                        .put(blk, off, pool)
-                        .with_context(|| write_err("a hash block", off))
+                    if let Some((run, at)) = runs.put(blk, hash_base + idx * B) {
+                        if write_tx.send(Job::Blocks(run, at)).is_err() {
+                            bail!("the writing threads stopped early");
+                        }
+                    }
+                    Ok(())
                 })?;
                 let n = buf.len() as u64;
-                if write_tx.send((batch, pos * B)).is_err() {
+                if write_tx.send(Job::Data(batch, pos * B)).is_err() {
                     // Only after a write error, which is reported first.
                     bail!("the writing thread stopped early");
                 }
@@ -719,6 +773,11 @@ pub fn pack_into(
             }
             if pos != blocks {
                 bail!("internal error: produced {pos} of {blocks} image blocks");
+            }
+            if let Some((run, at)) = runs.take() {
+                if write_tx.send(Job::Blocks(run, at)).is_err() {
+                    bail!("the writing threads stopped early");
+                }
             }
             Ok(())
         })();
@@ -753,18 +812,14 @@ pub fn pack_into(
     }
     let root = builder.finish(|idx, blk| -> Result<()> {
         let off = hash_base + idx * B;
-        blocks_out
-            .put(blk, off, pool)
-            .with_context(|| write_err("a hash block", off))
+        put_blocks(out, encrypt, blk, off, pool).with_context(|| write_err("a hash block", off))
     })?;
     // The whole block after the image: the superblock, then zeros (which
     // must be encrypted too, so they are written, not left as a hole).
     let mut sb = vec![0u8; B as usize];
     let sbb = mpk_verity::Superblock::new(uuid, salt, blocks)?.to_bytes();
     sb[..sbb.len()].copy_from_slice(&sbb);
-    blocks_out
-        .put(&sb, h, pool)
-        .and_then(|()| blocks_out.flush(pool))
+    put_blocks(out, encrypt, &sb, h, pool)
         .with_context(|| write_err("the verity superblock", h))?;
     if let (Some(f), None) = (out, encrypt) {
         f.set_len(mpk_len(blocks)?)
