@@ -401,6 +401,50 @@ fn lock_then(e: &Env) -> PathBuf {
 }
 
 #[test]
+fn concurrent_fetches_download_each_blob_once() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    // A slow LFS body: the second process starts while the first downloads.
+    e.hub.faults(|f| {
+        f.slow_ms.insert("model.safetensors".into(), 1500);
+    });
+    let spawn = || {
+        e.mpk()
+            .args(["fetch", l.to_str().unwrap(), "-q"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let b = spawn();
+    for child in [a, b] {
+        ok(&child.wait_with_output().unwrap());
+    }
+    let etag = hex::encode(Sha256::digest(&model(1)[3].1));
+    let gets = e
+        .hub
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("GET") && l.contains(&etag))
+        .count();
+    assert_eq!(
+        gets,
+        1,
+        "the blob was downloaded {gets} times: {:?}",
+        e.hub.log()
+    );
+    assert!(
+        e.cache()
+            .join(".locks/models--acme--tiny")
+            .join(format!("{etag}.lock"))
+            .exists()
+    );
+    e.assert_nothing_left();
+}
+
+#[test]
 fn fault_lfs_byte_changed() {
     let e = Env::new();
     let l = lock_then(&e);

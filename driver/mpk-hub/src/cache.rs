@@ -7,6 +7,7 @@
 //! <cache>/models--<org>--<name>/blobs/<etag>.incomplete   while downloading
 //! <cache>/models--<org>--<name>/snapshots/<commit>/<path> → ../../blobs/<etag>
 //! <cache>/models--<org>--<name>/refs/<branch>             the commit, no newline
+//! <cache>/.locks/models--<org>--<name>/<etag>.lock        held while downloading
 //! ```
 //!
 //! `<etag>` is the LFS SHA-256 for LFS files and the git blob SHA-1
@@ -17,6 +18,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
+
+/// A held download lock of one blob (see [`HfCache::lock_blob`]).
+#[derive(Debug)]
+pub struct BlobLock {
+    _held: nix::fcntl::Flock<std::fs::File>,
+}
 
 /// A Hugging Face cache folder.
 #[derive(Debug, Clone)]
@@ -68,6 +75,27 @@ impl HfCache {
         self.repo_dir(repo)
             .join("blobs")
             .join(format!("{etag}.incomplete"))
+    }
+
+    /// Takes the download lock of a blob (`.locks/<repo folder>/<etag>.lock`,
+    /// an exclusive `flock`, as `huggingface_hub` does), waiting while
+    /// another process downloads the same blob; released when dropped.
+    pub fn lock_blob(&self, repo: &str, etag: &str) -> Result<BlobLock> {
+        let dir = self
+            .root
+            .join(".locks")
+            .join(format!("models--{}", repo.replace('/', "--")));
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        let path = dir.join(format!("{etag}.lock"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io(&path))?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(&path)(e.into()))?;
+        Ok(BlobLock { _held: lock })
     }
 
     /// The snapshot folder of a commit.

@@ -2,7 +2,7 @@
 //!
 //! A file is fetched by commit, never by branch: `HEAD resolve/<commit>/…`
 //! must agree with the lock (commit, ETag, size), then the bytes go to
-//! `blobs/<etag>.incomplete` (resumed with `Range` after a dropped
+//! `blobs/<etag>.incomplete` (under the blob's `.locks` lock; resumed with `Range` after a dropped
 //! connection), are hashed (size, SHA-256, and the git blob SHA-1 or the
 //! LFS SHA-256 the Hub publishes) and only then renamed to `blobs/<etag>`
 //! and linked from `snapshots/<commit>/`. A copy that fails a check is
@@ -144,6 +144,13 @@ pub fn fetch_file(
 ) -> Result<String> {
     let etag = exp.etag();
     let blob = cache.blob_path(repo, etag);
+    // One download per blob across processes: whoever holds the lock
+    // downloads, the others wait and then find the verified blob.
+    let _lock = if hub.config().offline {
+        None
+    } else {
+        Some(cache.lock_blob(repo, etag)?)
+    };
     if blob.exists() {
         match verify(&blob, exp, DELETED) {
             Ok(sha) => {

@@ -54,6 +54,8 @@ pub struct Faults {
     pub fail_500: HashMap<String, u32>,
     /// Drop the connection after this many body bytes, this many times.
     pub drop_after: HashMap<String, (usize, u32)>,
+    /// Wait this many milliseconds before sending the contents.
+    pub slow_ms: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -341,6 +343,9 @@ fn content(
             drop_after = Some(*n);
         }
     }
+    if let Some(ms) = st.faults.slow_ms.get(path) {
+        headers.push(("X-Mock-Delay-Ms".into(), ms.to_string()));
+    }
     let total = data.len();
     let (status, body) = match range {
         Some(from) if from < total => {
@@ -414,6 +419,10 @@ impl Resp {
         }
         out.push_str("\r\n");
         s.write_all(out.as_bytes())?;
+        if let Some((_, ms)) = self.headers.iter().find(|(k, _)| k == "X-Mock-Delay-Ms") {
+            s.flush()?;
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+        }
         if !head {
             let n = self
                 .drop_after
