@@ -2,7 +2,7 @@
   description = "mpk: verifiable model packs (EROFS + dm-verity, byte-identical to Modelwrap)";
 
   # Thin on purpose: the logic is in nix/*.nix. x86_64-linux only.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
     { self, nixpkgs }:

@@ -243,7 +243,7 @@ pub fn parse_report_data(s: &str) -> Result<[u8; 64], AttestError> {
 /// surrounding whitespace) is decoded, anything else is taken as raw bytes.
 pub fn raw_or_hex(bytes: &[u8]) -> Vec<u8> {
     let t = bytes.trim_ascii();
-    if !t.is_empty() && t.len() % 2 == 0 && t.iter().all(u8::is_ascii_hexdigit) {
+    if !t.is_empty() && t.len().is_multiple_of(2) && t.iter().all(u8::is_ascii_hexdigit) {
         if let Ok(v) = hex::decode(t) {
             return v;
         }

@@ -125,7 +125,7 @@ pub fn format(a: &FormatArgs) -> Result<[u8; DIGEST]> {
             .context("--uuid is required unless --no-superblock")?;
         Some(parse_uuid(u)?)
     };
-    if a.hash_offset % 512 != 0 {
+    if !a.hash_offset.is_multiple_of(512) {
         bail!(
             "unsupported --hash-offset {}: it must be a multiple of 512 bytes",
             a.hash_offset

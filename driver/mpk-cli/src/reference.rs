@@ -51,7 +51,7 @@ impl FromStr for Reference {
         let hash_offset: u64 = off
             .parse()
             .with_context(|| format!("reference `{s}`: hash offset `{off}`"))?;
-        if hash_offset == 0 || hash_offset % 4096 != 0 {
+        if hash_offset == 0 || !hash_offset.is_multiple_of(4096) {
             bail!("reference `{s}`: hash offset {hash_offset} is not a positive multiple of 4096");
         }
         let u = uuid::Uuid::parse_str(uuid)

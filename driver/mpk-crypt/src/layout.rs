@@ -32,7 +32,7 @@ impl Layout {
         disk_guid: uuid::Uuid,
         partition_guid: uuid::Uuid,
     ) -> Result<Self, Error> {
-        if payload_len == 0 || payload_len % CRYPT_SECTOR as u64 != 0 {
+        if payload_len == 0 || !payload_len.is_multiple_of(CRYPT_SECTOR as u64) {
             return Err(Error::PayloadSize(payload_len));
         }
         (payload_len / LBA)

@@ -35,7 +35,7 @@ impl SectorCipher {
     }
 
     fn check(buf: &[u8], offset: u64) -> Result<(), Error> {
-        if buf.len() % CRYPT_SECTOR != 0 || offset % CRYPT_SECTOR as u64 != 0 {
+        if !buf.len().is_multiple_of(CRYPT_SECTOR) || !offset.is_multiple_of(CRYPT_SECTOR as u64) {
             return Err(Error::Unaligned {
                 len: buf.len(),
                 offset,

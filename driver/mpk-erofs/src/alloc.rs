@@ -213,7 +213,13 @@ impl Alloc {
             while u > 0 {
                 if let Some((_, &c)) = self.buckets[u as usize].iter().next() {
                     let next_unmapped = self.bbs[c].next.is_none_or(|n| self.bbs[n].addr.is_none());
-                    if !next_unmapped && let Some(ret) = self.fit(c, s, 32, t) {
+                    // No let chain: they need Rust 1.88 (the MSRV is 1.87).
+                    let fits = if next_unmapped {
+                        None
+                    } else {
+                        self.fit(c, s, 32, t)
+                    };
+                    if let Some(ret) = fits {
                         best = Some(c);
                         usedmax = ret + t;
                         break;

@@ -383,7 +383,7 @@ impl Layout {
             } else {
                 let off = pl.tail_offset.expect("a directory tail has a place");
                 self.put(off, &buf);
-                if off % B == 0 {
+                if off.is_multiple_of(B) {
                     // Tail block: the rest of the block is zero.
                     self.meta.entry(off / B).or_default();
                 }

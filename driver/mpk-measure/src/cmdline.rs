@@ -387,7 +387,7 @@ fn parse_model(word: &str, value: &str) -> Result<ModelSpec, CmdlineError> {
     let hash_offset: u64 = off
         .parse()
         .map_err(|e| bad(format!("hash offset `{off}`: {e}")))?;
-    if hash_offset == 0 || hash_offset % 4096 != 0 {
+    if hash_offset == 0 || !hash_offset.is_multiple_of(4096) {
         return Err(bad(format!(
             "hash offset {hash_offset} is not a positive multiple of 4096"
         )));

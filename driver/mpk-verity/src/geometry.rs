@@ -86,7 +86,7 @@ impl TreeGeometry {
 /// Checks a hash offset the way veritysetup does: it must be a multiple of
 /// 512 bytes (with or without a superblock).
 pub fn check_hash_offset(hash_offset: u64) -> Result<(), Error> {
-    if hash_offset % 512 == 0 {
+    if hash_offset.is_multiple_of(512) {
         Ok(())
     } else {
         Err(Error::UnalignedHashOffset {

@@ -196,7 +196,7 @@ pub enum SnpError {
 
 fn measure_firmware_pages(firmware: &[u8]) -> Result<LaunchDigest, SnpError> {
     let len = firmware.len();
-    if len == 0 || len % PAGE != 0 || len as u64 > 1 << 32 {
+    if len == 0 || !len.is_multiple_of(PAGE) || len as u64 > 1 << 32 {
         return Err(SnpError::FirmwareSize(len));
     }
     let mut g = Gctx::new(LaunchDigest::ZERO);
@@ -224,7 +224,7 @@ pub fn launch_digest(p: &SnpLaunch<'_>) -> Result<LaunchDigest, SnpError> {
         None => measure_firmware_pages(p.firmware)?,
     });
     let pages = |index: usize, s: &Section| {
-        if s.size as usize % PAGE != 0 {
+        if !(s.size as usize).is_multiple_of(PAGE) {
             return Err(SnpError::SectionNotPages {
                 index,
                 section_type: s.section_type,

@@ -181,7 +181,7 @@ pub fn authenticode_sha384(pe: &[u8]) -> Result<[u8; 48], TdxError> {
     if cert_addr > 0 && cert_size > 0 && len > hashed && len - hashed > cert_size {
         h.update(&pe[hashed..len - cert_size]);
     }
-    if len % 8 != 0 {
+    if !len.is_multiple_of(8) {
         h.update(&[0u8; 8][..8 - len % 8]);
     }
     Ok(h.finalize().into())

@@ -151,9 +151,9 @@ pub fn tdvf_sections(firmware: &[u8]) -> Result<Vec<TdvfSection>, TdxError> {
                 section_type,
                 attributes: s.attributes.get(),
             };
-            let why = if sec.memory_address % PAGE != 0 {
+            let why = if !sec.memory_address.is_multiple_of(PAGE) {
                 Some("memory address is not page aligned")
-            } else if sec.memory_data_size % PAGE != 0 {
+            } else if !sec.memory_data_size.is_multiple_of(PAGE) {
                 Some("memory size is not a whole number of pages")
             } else if u64::from(sec.raw_data_size) > sec.memory_data_size {
                 Some("raw data is larger than its memory")
