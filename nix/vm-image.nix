@@ -135,6 +135,7 @@ let
     ''
       {
         "version": 1,
+        "name": ${builtins.toJSON name},
         "snp_ovmf": ${ref "OVMF.amdsev.fd"},
     ''
     + (if tdvf != null then "  \"tdvf\": ${ref "TDVF.fd"},\n" else "")

@@ -452,6 +452,8 @@ fn write_deployments(
             };
             let doc = crate::cmd_measure::deployment::deployment(&args)
                 .with_context(|| format!("base image `{}`", b.display()))?;
+            // image.json's `name` wins over the folder's (a Nix store path).
+            let name = doc["base_image"].as_str().map_or(name, str::to_owned);
             let path = base.with_extension(format!("{name}.deployment.json"));
             let mut text = serde_json::to_string_pretty(&doc)?;
             text.push('\n');

@@ -400,6 +400,11 @@ pub mod deployment {
     pub struct BaseImage {
         /// Schema version, 1.
         pub version: u32,
+        /// The base image's name: `base_image` of the deployment and the
+        /// `<base>` of `<commit>.<base>.deployment.json`. Default: the
+        /// folder's name (a Nix store path's name is not the image's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
         /// AmdSev OVMF build (with the kernel-hashes section).
         pub snp_ovmf: FileRef,
         /// TDVF (OVMF with TDX metadata); MRTD is published only with it.
@@ -491,6 +496,12 @@ pub mod deployment {
                 "guest_features must have bit 0 (SNPActive) set"
             );
             ensure!(b.memory_mb >= 1, "memory_mb must be at least 1");
+            if let Some(n) = &b.name {
+                ensure!(
+                    crate::identity::hub_name_ok(n),
+                    "name `{n}` may hold only letters, digits, `-`, `_` and `.`"
+                );
+            }
             b.mrtd_order()?;
             Ok(b)
         }
@@ -589,11 +600,12 @@ pub mod deployment {
             .with_context(|| format!("reading {}", image_path.display()))?;
         let image = BaseImage::parse(&image_text)
             .with_context(|| format!("in {}", image_path.display()))?;
-        let base_name = std::fs::canonicalize(&a.base)
+        let folder_name = std::fs::canonicalize(&a.base)
             .with_context(|| format!("resolving {}", a.base.display()))?
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let base_name = image.name.clone().unwrap_or(folder_name);
         let mut overrides = BTreeMap::new();
         for i in &a.inputs {
             let Some((k, v)) = i.split_once('=') else {

@@ -184,6 +184,26 @@ fn deployment_of_the_example_matches_snp_and_tdx_references() {
     }
 }
 
+#[test]
+fn image_json_name_is_the_base_name_not_the_folder() {
+    let info = info_file();
+    let args = |dir: &Path| {
+        deployment(&[
+            "--base".as_ref(),
+            dir.as_os_str(),
+            "--model".as_ref(),
+            info.as_os_str(),
+            "--identity".as_ref(),
+            IDENTITY.as_ref(),
+        ])
+        .unwrap()
+    };
+    let named = edited("store-path-like", |v| v["name"] = "qemu-snp".into());
+    let unnamed = edited("folder-name", |_| {});
+    assert_eq!(args(&named)["base_image"], "qemu-snp");
+    assert_eq!(args(&unnamed)["base_image"], "folder-name");
+}
+
 /// A copy of the example base image with `image.json` edited by `f`.
 fn edited(name: &str, f: impl FnOnce(&mut Value)) -> PathBuf {
     let dir = tmp().join(name);
@@ -215,6 +235,10 @@ fn deployment_refuses_bad_images_and_inputs_naming_the_problem() {
         (
             edited("bad-vcpu", |v| v["vcpu_type"] = "EPYC-v9".into()),
             "unknown vcpu_type",
+        ),
+        (
+            edited("bad-name", |v| v["name"] = "a/b".into()),
+            "name `a/b`",
         ),
         (
             edited("bad-path", |v| v["kernel"]["path"] = "../bzImage".into()),

@@ -610,6 +610,8 @@ fn vm_image_builds_offline_and_measures() {
         )
     );
     assert_eq!(d["snp_measurement"].as_str().unwrap().len(), 96);
+    // Named by image.json, not by the store path `<hash>-vm-image-qemu-snp`.
+    assert_eq!(d["base_image"], "qemu-snp");
     assert_eq!(d["inputs_sha256"]["initrd"], image["initrd"]["sha256"]);
     assert_eq!(
         d["inputs_sha256"]["image_json"],
