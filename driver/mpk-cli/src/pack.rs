@@ -34,7 +34,7 @@ pub const BATCH_BLOCKS: usize = 2048;
 /// Written bytes between two background `fdatasync` calls (see
 /// [`pack_into`]).
 const FLUSH_EVERY: u64 = 64 << 20;
-/// Batches between the reading, hashing and writing stages (4 × 8 MiB).
+/// Batches between the reading, hashing and writing stages (6 × 8 MiB).
 pub const IN_FLIGHT: usize = 6;
 /// Writing threads: each writes whole batches, so the disk always has
 /// requests queued.
@@ -268,9 +268,11 @@ const DIRECT_STREAMS: usize = 4;
 /// when the filesystem allows it: no copy into the page cache and no
 /// writeback afterwards, which on a disk costs about as much CPU as the
 /// hashing (measured: 0.55 s per GiB on ext4), and the final fsync finds
-/// the data already written. Hash blocks and the superblock (1/128 of the
-/// bytes) go through the ordinary descriptor. Any refusal of `O_DIRECT`
-/// (`EINVAL`: filesystem or alignment) falls back to ordinary writes.
+/// the data already written. Runs of hash blocks ([`Runs`]) take the same
+/// path; only the last few hash blocks and the superblock block, written
+/// after the writers are done, use the ordinary descriptor. Any refusal of
+/// `O_DIRECT` (`EINVAL`: filesystem or alignment) falls back to ordinary
+/// writes, which a flusher thread then pushes to the disk as they come.
 struct Writer<'a> {
     out: Option<&'a File>,
     direct: Option<File>,
