@@ -26,7 +26,7 @@ pub enum HubCommand {
     Lock(LockArgs),
     /// Download every file of a lock into the Hugging Face cache, verified.
     Fetch(FetchArgs),
-    /// Lock (or use --lock), fetch and pack: OUTDIR/<org>/<name>/<commit>.{mpk,info,manifest.json}.
+    /// Lock (or use --lock), fetch and pack: `OUTDIR/<org>/<name>/<commit>.{mpk,info,manifest.json}`.
     Build(BuildArgs),
     /// Recompute a reference without writing an image; exit 0 only if it equals --expect.
     Reproduce(ReproduceArgs),
@@ -86,7 +86,7 @@ pub struct BuildArgs {
     /// Print the manifest (JSON) instead of the bare reference.
     #[arg(long)]
     pub json: bool,
-    /// A base image folder (vm-images/<name>, holding image.json); for each,
+    /// A base image folder (`vm-images/<name>`, holding `image.json`); for each,
     /// `<commit>.<name>.deployment.json` is written (as `mpk measure
     /// deployment` would). Repeatable.
     #[arg(long = "base", value_name = "DIR")]

@@ -149,7 +149,7 @@ pub fn pack(a: &PackArgs, hash_files: bool) -> Result<PackReport> {
     pack_checked(a, hash_files, None)
 }
 
-/// Like [`pack`], and when `expected` (path → lowercase hex SHA-256) is
+/// Like [`pack()`], and when `expected` (path → lowercase hex SHA-256) is
 /// given, every file's SHA-256 computed in the single pass must equal it,
 /// and the set of files must be the same, before anything is renamed into
 /// place: a mismatch leaves no output.

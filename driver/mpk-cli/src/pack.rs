@@ -5,7 +5,7 @@
 //!
 //! Three stages run at once: a producer thread reads the inputs in order,
 //! this thread hashes each batch on the pool, and [`WRITERS`] threads
-//! write batches (through `O_DIRECT` on disks, see [`Writer`]) while the
+//! write batches (through `O_DIRECT` on disks, see `Writer`) while the
 //! next ones are read and hashed.
 //!
 //! Memory: [`IN_FLIGHT`] batches of [`BATCH_BLOCKS`] blocks (48 MiB), one

@@ -130,7 +130,7 @@ impl Superblock {
 /// Extended (64 bytes): 0 i_format u16, 2 i_xattr_icount u16, 4 i_mode u16,
 /// 6 reserved u16, 8 i_size u64, 16 raw_blkaddr u32, 20 i_ino u32,
 /// 24 i_uid u32, 28 i_gid u32, 32 i_mtime u64, 40 i_mtime_nsec u32,
-/// 44 i_nlink u32, 48 reserved[16].
+/// 44 i_nlink u32, 48 reserved\[16\].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inode {
     /// 64-byte extended form (i_format bit 0).

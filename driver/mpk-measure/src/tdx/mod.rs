@@ -4,7 +4,7 @@
 //! as the reference tool (Tinfoil's `tdx-measure`, a dstack-mr fork)
 //! computes them.
 //!
-//! - [`mrtd`]: one running SHA-384 over 128-byte `MEM.PAGE.ADD` and
+//! - [`mod@mrtd`]: one running SHA-384 over 128-byte `MEM.PAGE.ADD` and
 //!   `MR.EXTEND` records, per TDVF section ([`tdvf`]), in the order the
 //!   host's QEMU/KVM uses ([`MrtdOrder`]).
 //! - [`rtmr1`]: five EFI events, the first the Authenticode SHA-384
