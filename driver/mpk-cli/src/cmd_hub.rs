@@ -220,11 +220,7 @@ fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
                 eprintln!("verified   {p}");
             }
             Event::Retry(p, why) => line(format!("retrying   {p}: {why}")),
-            Event::Bytes(n) => {
-                if let Some(b) = &bar {
-                    b.inc(n);
-                }
-            }
+            Event::Bytes(n) => crate::progress::inc(&bar, n),
         }
     }
 }
@@ -688,14 +684,13 @@ fn reproduce_scan(
             out: None,
             encrypt: None,
             hash_files,
-            progress: &|n| {
-                if let Some(b) = &bar {
-                    b.inc(n);
-                }
-            },
+            progress: &|n| crate::progress::inc(&bar, n),
         },
         &pool,
     )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     let reference = Reference {
         root: packed.root,
         hash_offset: packed.hash_offset,

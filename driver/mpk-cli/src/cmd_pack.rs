@@ -199,11 +199,7 @@ pub fn pack_checked(
                 out,
                 encrypt,
                 hash_files,
-                progress: &|n| {
-                    if let Some(b) = &bar {
-                        b.inc(n);
-                    }
-                },
+                progress: &|n| crate::progress::inc(&bar, n),
             },
             &pool,
         )?;

@@ -22,3 +22,10 @@ pub fn bytes_bar(total: u64, label: &str, quiet: bool) -> Option<ProgressBar> {
     pb.set_message(label.to_owned());
     Some(pb)
 }
+
+/// Adds `n` bytes to `bar`, if there is one.
+pub fn inc(bar: &Option<ProgressBar>, n: u64) {
+    if let Some(b) = bar {
+        b.inc(n);
+    }
+}
