@@ -128,6 +128,19 @@ pub fn read_master_key(path: &Utf8Path) -> Result<MasterKey> {
     MasterKey::from_bytes(&buf[..n]).map_err(|e| anyhow!("key file `{path}`: {e}"))
 }
 
+/// Applies `f` (a [`SectorCipher`] encrypt or decrypt) to every 4096-byte
+/// block of `buf`, which sits at payload offset `off`, on all cores of the
+/// current rayon pool.
+pub(crate) fn per_block(
+    buf: &mut [u8],
+    off: u64,
+    f: impl Fn(&mut [u8], u64) -> Result<(), mpk_crypt::Error> + Sync,
+) -> Result<(), mpk_crypt::Error> {
+    buf.par_chunks_mut(B as usize)
+        .enumerate()
+        .try_for_each(|(i, s)| f(s, off + i as u64 * B))
+}
+
 /// The `.info` path beside an `.empk`.
 pub fn empk_info_path(empk: &Utf8Path) -> Result<Utf8PathBuf> {
     if empk.extension() != Some("empk") || empk.file_stem().is_none_or(str::is_empty) {
@@ -202,10 +215,7 @@ pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
         input
             .read_exact_at(chunk, off)
             .with_context(|| format!("cannot read `{}` at offset {off}", a.input))?;
-        chunk
-            .par_chunks_mut(B as usize)
-            .enumerate()
-            .try_for_each(|(i, s)| cipher.encrypt(s, off + i as u64 * B))?;
+        per_block(chunk, off, |s, o| cipher.encrypt(s, o))?;
         out.write_all(chunk)
             .with_context(|| format!("cannot write `{}`", a.output))?;
         off += n as u64;
@@ -262,9 +272,7 @@ impl Decrypting<'_> {
         self.file
             .read_exact_at(buf, self.base + off)
             .with_context(|| format!("cannot read the image at offset {}", self.base + off))?;
-        buf.par_chunks_mut(B as usize)
-            .enumerate()
-            .try_for_each(|(i, s)| self.cipher.decrypt(s, off + i as u64 * B))?;
+        per_block(buf, off, |s, o| self.cipher.decrypt(s, o))?;
         Ok(())
     }
 }

@@ -249,12 +249,8 @@ impl Encrypt<'_> {
     /// Encrypts `buf` (whole blocks at payload offset `off`) in place on all
     /// cores of `pool`.
     fn encrypt(&self, buf: &mut [u8], off: u64, pool: &rayon::ThreadPool) -> std::io::Result<()> {
-        pool.install(|| {
-            buf.par_chunks_mut(B as usize)
-                .enumerate()
-                .try_for_each(|(i, s)| self.cipher.encrypt(s, off + i as u64 * B))
-        })
-        .map_err(std::io::Error::other)
+        pool.install(|| crate::cmd_crypt::per_block(buf, off, |s, o| self.cipher.encrypt(s, o)))
+            .map_err(std::io::Error::other)
     }
 }
 
@@ -299,14 +295,7 @@ impl Writer<'_> {
             }
             None => (b.buf.as_slice(), at),
         };
-        if let Some(d) = &self.direct {
-            match write_direct(d, data, off) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => self.direct = None,
-                Err(e) => return Err(e),
-            }
-        }
-        out.write_all_at(data, off)
+        write_out(out, &mut self.direct, data, off)
     }
 }
 
@@ -411,15 +400,21 @@ impl Writer<'_> {
             e.encrypt(buf.as_mut_slice(), at, pool)?;
             off += e.base;
         }
-        if let Some(d) = &self.direct {
-            match d.write_all_at(buf.as_slice(), off) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => self.direct = None,
-                Err(e) => return Err(e),
-            }
-        }
-        out.write_all_at(buf.as_slice(), off)
+        write_out(out, &mut self.direct, buf.as_slice(), off)
     }
+}
+
+/// Writes `data` at `off`: through the `O_DIRECT` descriptor `direct` when
+/// there is one, else (or once the filesystem refuses it with `EINVAL`,
+/// which drops `direct` for good) through `out`.
+fn write_out(out: &File, direct: &mut Option<File>, data: &[u8], off: u64) -> std::io::Result<()> {
+    if let Some(d) = direct {
+        match write_direct(d, data, off) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => *direct = None,
+            done => return done,
+        }
+    }
+    out.write_all_at(data, off)
 }
 
 /// Writes `data` at `off` through an `O_DIRECT` descriptor, in
