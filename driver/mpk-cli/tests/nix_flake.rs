@@ -24,6 +24,8 @@
 //! (root); skipped without `nix` unless `MPK_REQUIRE_TOOLS=1`.
 
 mod common;
+#[path = "../../mpk-guest/tests/static_build/mod.rs"]
+mod static_build;
 
 use mpk_hub::mock::MockHub;
 use serde_json::Value;
@@ -72,52 +74,11 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Builds `mpk-init` statically and reproducibly, with exactly the flags of
-/// driver/mpk-guest/tests/qemu.rs (same target folder, so each reuses the
-/// other's build).
+/// The static `mpk-init`, built exactly as the QEMU tests build it.
 fn static_init() -> PathBuf {
-    let ws = repo_root().canonicalize().unwrap();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
-        });
-    let target = "x86_64-unknown-linux-gnu";
-    let rustflags = format!(
-        "-C target-feature=+crt-static --remap-path-prefix={}=/cargo --remap-path-prefix={}=/mpk",
-        cargo_home.display(),
-        ws.display()
-    );
-    let tdir = ws.join("target/static");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "-p",
-            "mpk-guest",
-            "--bins",
-            "--target",
-            target,
-        ])
-        .arg("--target-dir")
-        .arg(&tdir)
-        .current_dir(&ws)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env("RUSTFLAGS", rustflags)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "static mpk-init build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tdir.join(target).join("release/mpk-init")
+    static_build::build_static(&repo_root())
+        .unwrap()
+        .join("mpk-init")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -19,8 +19,11 @@
 //! Base images (issue 6): the initrd `mpk initrd` writes from the same init,
 //! check program and modules boots the good model too.
 
+mod static_build;
+
 use camino::Utf8PathBuf;
 use sha2::{Digest, Sha256};
+use static_build::build_static;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -153,47 +156,6 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// Builds `mpk-init` and `mpk-guest-check` statically and reproducibly.
-fn build_static(ws: &Path) -> Result<PathBuf, String> {
-    let ws = ws.canonicalize().map_err(|e| e.to_string())?;
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
-        });
-    let target = "x86_64-unknown-linux-gnu";
-    let rustflags = format!(
-        "-C target-feature=+crt-static --remap-path-prefix={}=/cargo --remap-path-prefix={}=/mpk",
-        cargo_home.display(),
-        ws.display()
-    );
-    let tdir = ws.join("target/static");
-    run(Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "-p",
-            "mpk-guest",
-            "--bins",
-            "--target",
-            target,
-        ])
-        .arg("--target-dir")
-        .arg(&tdir)
-        .current_dir(&ws)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env("RUSTFLAGS", rustflags)
-        .env("CARGO_INCREMENTAL", "0")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped()))?;
-    Ok(tdir.join(target).join("release"))
 }
 
 fn sha256_hex(b: &[u8]) -> String {
