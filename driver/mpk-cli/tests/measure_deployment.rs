@@ -77,6 +77,22 @@ fn deployment(args: &[&std::ffi::OsStr]) -> Result<Value, String> {
     }
 }
 
+/// `mpk measure deployment --base base --model <the test reference>
+/// --identity IDENTITY`, then `extra`.
+fn deploy_model(base: &Path, extra: &[&std::ffi::OsStr]) -> Result<Value, String> {
+    let info = info_file();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--base".as_ref(),
+        base.as_os_str(),
+        "--model".as_ref(),
+        info.as_os_str(),
+        "--identity".as_ref(),
+        IDENTITY.as_ref(),
+    ];
+    args.extend_from_slice(extra);
+    deployment(&args)
+}
+
 fn info_file() -> PathBuf {
     let p = tmp().join("model.info");
     std::fs::write(&p, REFERENCE).unwrap();
@@ -86,16 +102,7 @@ fn info_file() -> PathBuf {
 #[test]
 fn deployment_of_the_example_matches_snp_and_tdx_references() {
     let base = example();
-    let info = info_file();
-    let doc = deployment(&[
-        "--base".as_ref(),
-        base.as_os_str(),
-        "--model".as_ref(),
-        info.as_os_str(),
-        "--identity".as_ref(),
-        IDENTITY.as_ref(),
-    ])
-    .unwrap();
+    let doc = deploy_model(&base, &[]).unwrap();
     let cmdline = doc["cmdline"].as_str().unwrap();
     assert_eq!(
         cmdline,
@@ -186,18 +193,7 @@ fn deployment_of_the_example_matches_snp_and_tdx_references() {
 
 #[test]
 fn image_json_name_is_the_base_name_not_the_folder() {
-    let info = info_file();
-    let args = |dir: &Path| {
-        deployment(&[
-            "--base".as_ref(),
-            dir.as_os_str(),
-            "--model".as_ref(),
-            info.as_os_str(),
-            "--identity".as_ref(),
-            IDENTITY.as_ref(),
-        ])
-        .unwrap()
-    };
+    let args = |dir: &Path| deploy_model(dir, &[]).unwrap();
     let named = edited("store-path-like", |v| v["name"] = "qemu-snp".into());
     let unnamed = edited("folder-name", |_| {});
     assert_eq!(args(&named)["base_image"], "qemu-snp");
@@ -259,15 +255,7 @@ fn deployment_refuses_bad_images_and_inputs_naming_the_problem() {
         ),
     ];
     for (dir, want) in cases {
-        let err = deployment(&[
-            "--base".as_ref(),
-            dir.as_os_str(),
-            "--model".as_ref(),
-            info.as_os_str(),
-            "--identity".as_ref(),
-            IDENTITY.as_ref(),
-        ])
-        .unwrap_err();
+        let err = deploy_model(&dir, &[]).unwrap_err();
         assert!(err.contains(want), "{}: {err}", dir.display());
     }
     // A Nix input given on the command line works, and is still checked.
@@ -277,17 +265,7 @@ fn deployment_refuses_bad_images_and_inputs_naming_the_problem() {
     );
     let mut input = std::ffi::OsString::from("kernel=");
     input.push(example().join("synthetic/bzImage"));
-    deployment(&[
-        "--base".as_ref(),
-        dir.as_os_str(),
-        "--model".as_ref(),
-        info.as_os_str(),
-        "--identity".as_ref(),
-        IDENTITY.as_ref(),
-        "--input".as_ref(),
-        &input,
-    ])
-    .unwrap();
+    deploy_model(&dir, &["--input".as_ref(), &input]).unwrap();
     let err = deployment(&[
         "--base".as_ref(),
         example().as_os_str(),

@@ -491,6 +491,17 @@ fn leaf_level_offset(hash_offset: u64) -> u64 {
     hash_offset + 4096 + above * 4096
 }
 
+/// The logged verity table maps every data block of the reference and
+/// starts the hash tree one block past them (never the on-disk superblock's
+/// numbers).
+fn assert_whole_verity_table(env: &Env, out: &str) {
+    let n = env.hash_offset / 4096;
+    assert!(
+        out.contains(&format!(" 4096 4096 {n} {} sha256 ", n + 1)),
+        "console:\n{out}"
+    );
+}
+
 fn assert_all_files_match(env: &Env, out: &str) {
     for (rel, sha) in &env.sources {
         let want = format!("mpk-check: ok {sha} {MOUNT}/{rel}");
@@ -537,11 +548,7 @@ fn good_model_mounts_and_every_file_matches_its_source() {
         &env.good,
     );
     assert_all_files_match(env, &out);
-    let n = env.hash_offset / 4096;
-    assert!(
-        out.contains(&format!(" 4096 4096 {n} {} sha256 ", n + 1)),
-        "console:\n{out}"
-    );
+    assert_whole_verity_table(env, &out);
     assert!(out.contains("ro,nodev,nosuid,noexec"), "console:\n{out}");
 }
 
@@ -637,11 +644,7 @@ fn superblock_claiming_fewer_blocks_is_ignored() {
     );
     // The full size is mapped and every file, up to the last block, reads
     // back intact: nothing was cut.
-    let n = env.hash_offset / 4096;
-    assert!(
-        out.contains(&format!(" 4096 4096 {n} {} sha256 ", n + 1)),
-        "console:\n{out}"
-    );
+    assert_whole_verity_table(env, &out);
     assert_all_files_match(env, &out);
 }
 
@@ -784,11 +787,7 @@ fn encrypted_model_opens_with_the_right_key() {
     );
     assert!(out.contains(&crypt), "missing `{crypt}`; console:\n{out}");
     assert!(out.contains(" 2048 1 sector_size:4096`"), "console:\n{out}");
-    let n = env.hash_offset / 4096;
-    assert!(
-        out.contains(&format!(" 4096 4096 {n} {} sha256 ", n + 1)),
-        "console:\n{out}"
-    );
+    assert_whole_verity_table(env, &out);
     assert!(out.contains("ro,nodev,nosuid,noexec"), "console:\n{out}");
 }
 
