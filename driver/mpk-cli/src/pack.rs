@@ -285,7 +285,7 @@ impl Writer<'_> {
             return Ok(());
         };
         if self.clone {
-            return write_batch(out, b, at);
+            return write_cloning(out, b, at);
         }
         let (data, off) = match self.encrypt {
             Some(e) => {
@@ -304,7 +304,7 @@ impl Writer<'_> {
 /// so the hashing thread never waits for the disk.
 struct Runs {
     /// Gathering nothing (no output file).
-    off: bool,
+    disabled: bool,
     buf: AlignedBuf,
     /// Image offset of the first gathered block.
     at: u64,
@@ -314,10 +314,10 @@ struct Runs {
 const RUN_BYTES: usize = 256 * B as usize;
 
 impl Runs {
-    fn new(off: bool) -> Self {
+    fn new(disabled: bool) -> Self {
         Self {
-            off,
-            buf: AlignedBuf::new(if off { 0 } else { RUN_BYTES }),
+            disabled,
+            buf: AlignedBuf::new(if disabled { 0 } else { RUN_BYTES }),
             at: 0,
         }
     }
@@ -325,7 +325,7 @@ impl Runs {
     /// Adds the block for image offset `off`; returns the run gathered so
     /// far when `off` does not continue it or it is full.
     fn put(&mut self, blk: &[u8], off: u64) -> Option<(AlignedBuf, u64)> {
-        if self.off {
+        if self.disabled {
             return None;
         }
         let end = self.at + self.buf.len() as u64;
@@ -457,7 +457,7 @@ fn reopen_direct(f: &File) -> Option<File> {
 
 /// Writes a batch at byte `at`, file data by cloning, the rest (and any
 /// range the filesystem refuses to clone) by plain writes.
-fn write_batch(out: &File, b: &Batch, at: u64) -> std::io::Result<()> {
+fn write_cloning(out: &File, b: &Batch, at: u64) -> std::io::Result<()> {
     let buf = b.buf.as_slice();
     let mut pos = 0;
     for s in &b.segs {
