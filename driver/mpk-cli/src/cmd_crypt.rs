@@ -358,3 +358,21 @@ pub fn verify_encrypted(
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_a_key_makes_the_process_non_dumpable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("k")).unwrap();
+        std::fs::write(&path, [9u8; mpk_crypt::key::KEY_LEN]).unwrap();
+        nix::sys::prctl::set_dumpable(true).unwrap();
+        read_master_key(&path).unwrap();
+        assert!(
+            !nix::sys::prctl::get_dumpable().unwrap(),
+            "a process holding a master key must not be dumpable"
+        );
+    }
+}
