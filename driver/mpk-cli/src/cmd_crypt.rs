@@ -21,8 +21,8 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use zeroize::Zeroizing;
 
-use crate::identity::Identity;
-use crate::reference::Reference;
+use mpk_model::Identity;
+use mpk_model::Reference;
 
 const B: u64 = 4096;
 /// Blocks per read: 8 MiB buffers bound the memory of encrypt and verify.
@@ -156,8 +156,9 @@ pub(crate) fn pack_crypto(
     identity: &Identity,
 ) -> Result<(SectorCipher, Layout, Reference)> {
     let data_blocks = r.hash_offset / B;
-    let payload_len = crate::pack::mpk_len(data_blocks)?;
-    let partuuid = mpk_crypt::partition_guid(&identity.to_string());
+    let payload_len =
+        mpk_model::mpk_len(data_blocks).context("the image is too large for a .mpk")?;
+    let partuuid = identity.partition_uuid();
     let layout = Layout::new(payload_len, mpk_crypt::disk_guid(&r.root), partuuid)?;
     let cipher = SectorCipher::new(&key.derive(&r.root, &partuuid));
     let enc = Reference {
@@ -170,7 +171,7 @@ pub(crate) fn pack_crypto(
 
 /// Runs `mpk encrypt`.
 pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
-    let r = Reference::load(&a.reference)?;
+    let r = crate::reference::load(&a.reference)?;
     if r.uuid != a.identity.uuid() {
         bail!(
             "the reference's UUID {} is not the UUID of {} ({}): pass the plaintext .mpk's reference and its identity",
@@ -301,7 +302,7 @@ pub fn verify_encrypted(
     key: &MasterKey,
     pool: &rayon::ThreadPool,
 ) -> Result<String> {
-    let partuuid = mpk_crypt::partition_guid(&identity.to_string());
+    let partuuid = identity.partition_uuid();
     if r.uuid != partuuid {
         bail!(
             "the reference's UUID {} is not the partition UUID of {identity} ({partuuid}): pass the encrypted reference (from `mpk encrypt`) and its identity",

@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 use crate::cmd_pack::{Backend, PackArgs, SCHEMA};
-use crate::identity::Identity;
-use crate::reference::Reference;
 use crate::scan;
+use mpk_model::Identity;
+use mpk_model::Reference;
 
 /// Hub subcommands, flattened into the top level.
 #[derive(Debug, Subcommand)]
@@ -433,11 +433,6 @@ fn write_deployments(
     let mut written = Vec::new();
     let result = (|| -> Result<()> {
         for b in bases {
-            let name = b
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .with_context(|| format!("base image folder `{}` not found", b.display()))?;
             let args = crate::cmd_measure::deployment::DeploymentArgs {
                 base: b.clone(),
                 model: None,
@@ -448,12 +443,9 @@ fn write_deployments(
             };
             let doc = crate::cmd_measure::deployment::deployment(&args)
                 .with_context(|| format!("base image `{}`", b.display()))?;
-            // image.json's `name` wins over the folder's (a Nix store path).
-            let name = doc["base_image"].as_str().map_or(name, str::to_owned);
-            let path = base.with_extension(format!("{name}.deployment.json"));
-            let mut text = serde_json::to_string_pretty(&doc)?;
-            text.push('\n');
-            write_atomic(&path, text.as_bytes())?;
+            // image.json's `name`, else the folder's.
+            let path = base.with_extension(format!("{}.deployment.json", doc.base_image));
+            write_atomic(&path, doc.to_json().as_bytes())?;
             written.push(path);
         }
         Ok(())
@@ -467,7 +459,7 @@ fn write_deployments(
 }
 
 fn run_reproduce(a: ReproduceArgs) -> Result<()> {
-    let expect = Reference::load(&a.expect)?;
+    let expect = crate::reference::load(&a.expect)?;
     let (identity, _staging, dir) = if let Some(dir) = &a.dir {
         let identity = match (&a.identity, &a.id) {
             (Some(i), None) => i.clone(),
@@ -523,7 +515,7 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
 /// matches when root and hash offset do: encryption leaves the plaintext
 /// commitment unchanged.
 fn verdict(identity: &Identity, got: &Reference, expect: &Reference, json: bool) -> Result<()> {
-    let got = &if expect.uuid == mpk_crypt::partition_guid(&identity.to_string()) {
+    let got = &if expect.uuid == identity.partition_uuid() {
         Reference {
             uuid: expect.uuid,
             ..*got

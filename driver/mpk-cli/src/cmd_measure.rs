@@ -75,18 +75,6 @@ pub fn tdx_memory(memory_mb: Option<u64>) -> anyhow::Result<u64> {
     }
 }
 
-/// The JSON `mpk measure tdx` prints: `mrtd` (only with a firmware),
-/// `rtmr1`, `rtmr2`, 96 lowercase hex digits each.
-pub fn tdx_json(m: &tdx::TdxMeasurements) -> serde_json::Value {
-    let mut o = serde_json::Map::new();
-    if let Some(d) = m.mrtd {
-        o.insert("mrtd".into(), d.to_string().into());
-    }
-    o.insert("rtmr1".into(), m.rtmr1.to_string().into());
-    o.insert("rtmr2".into(), m.rtmr2.to_string().into());
-    o.into()
-}
-
 fn run_tdx(a: TdxArgs) -> anyhow::Result<()> {
     let firmware = a
         .firmware
@@ -104,7 +92,10 @@ fn run_tdx(a: TdxArgs) -> anyhow::Result<()> {
         memory: tdx_memory(a.memory_mb)?,
     })
     .context("measuring the TDX launch")?;
-    println!("{}", serde_json::to_string_pretty(&tdx_json(&m))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&mpk_model::deployment::TdxMeasurement::from(&m))?
+    );
     Ok(())
 }
 
@@ -352,169 +343,24 @@ pub fn run(c: MeasureCommand) -> anyhow::Result<()> {
 }
 
 pub mod deployment {
-    //! Base images as data (`vm-images/<name>/image.json`) and the
-    //! deployment document of one model on one base image: the exact
-    //! kernel command line, the SEV-SNP launch digest, TDX RTMR1/RTMR2 (and
-    //! MRTD with a TDVF), the VM shape and the SHA-256 of every input, with
-    //! Tinfoil's published field names (`snp_measurement`,
-    //! `tdx_measurement`, `vm_shape`, `cmdline`).
+    //! `mpk measure deployment`: reads a base image (its `image.json` and
+    //! the files it names, each checked by SHA-256) and a model (its
+    //! manifest, or `.info` and identity) and computes the deployment
+    //! document ([`mpk_model::deployment::Deployment`]).
     use std::collections::BTreeMap;
-    use std::path::{Component, Path, PathBuf};
+    use std::path::{Path, PathBuf};
 
     use anyhow::{Context, bail, ensure};
     use clap::Args;
-    use mpk_measure::cmdline;
-    use mpk_measure::snp::{self, SevHashes, SnpLaunch, VcpuType};
+    use mpk_measure::snp::{self, SevHashes, SnpLaunch};
     use mpk_measure::tdx;
-    use serde::{Deserialize, Serialize};
+    use mpk_model::cmdline;
+    use mpk_model::deployment::{
+        BaseImage, Deployment, FileRef, INPUT_NAMES, InputsSha256, MODELS_PLACEHOLDER, VmShape,
+    };
+    use mpk_model::{Identity, PackKind, Reference};
+    use serde::Deserialize;
     use sha2::{Digest, Sha256};
-
-    use crate::identity::Identity;
-    use crate::reference::Reference;
-
-    /// The placeholder in `cmdline` replaced by the `mpk.model=` words.
-    pub const MODELS_PLACEHOLDER: &str = "@MPK_MODELS@";
-
-    /// One input file of a base image: a path relative to the image's
-    /// folder, or a Nix output (resolved with `--input NAME=PATH`), and the
-    /// SHA-256 it must have.
-    #[derive(Debug, Clone, Deserialize, Serialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct FileRef {
-        /// Path relative to the folder holding `image.json`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub path: Option<String>,
-        /// Nix installable that builds it (e.g. `.#base-kernel`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub nix: Option<String>,
-        /// The file inside that Nix output (e.g. `bzImage`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub file: Option<String>,
-        /// SHA-256 of the file, 64 lowercase hex digits.
-        pub sha256: String,
-    }
-
-    /// `vm-images/<name>/image.json`, version 1.
-    #[derive(Debug, Clone, Deserialize, Serialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct BaseImage {
-        /// Schema version, 1.
-        pub version: u32,
-        /// The base image's name: `base_image` of the deployment and the
-        /// `<base>` of `<commit>.<base>.deployment.json`. Default: the
-        /// folder's name (a Nix store path's name is not the image's).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub name: Option<String>,
-        /// AmdSev OVMF build (with the kernel-hashes section).
-        pub snp_ovmf: FileRef,
-        /// TDVF (OVMF with TDX metadata); MRTD is published only with it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub tdvf: Option<FileRef>,
-        /// Order of TDVF page adds and extends of the TDX hosts
-        /// (`single` or `two-pass`; default `single`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub tdx_mrtd_order: Option<String>,
-        /// bzImage with EFI stub.
-        pub kernel: FileRef,
-        /// Initrd.
-        pub initrd: FileRef,
-        /// Command-line template holding `@MPK_MODELS@` exactly once.
-        pub cmdline: String,
-        /// vCPUs.
-        pub vcpus: u32,
-        /// `sev-snp-measure` vCPU type name (e.g. `EPYC-v4`).
-        pub vcpu_type: String,
-        /// SEV_FEATURES (bit 0, SNPActive, must be set).
-        pub guest_features: u64,
-        /// Guest memory in MiB (also used for RTMR1's initrd placement).
-        pub memory_mb: u64,
-        /// GPUs passed through (default 0).
-        #[serde(default)]
-        pub gpus: u32,
-    }
-
-    fn lower_hex(s: &str, n: usize) -> bool {
-        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    }
-
-    impl FileRef {
-        fn check(&self, what: &str) -> anyhow::Result<()> {
-            ensure!(
-                lower_hex(&self.sha256, 64),
-                "{what}: sha256 `{}` is not 64 lowercase hex digits",
-                self.sha256
-            );
-            match (&self.path, &self.nix) {
-                (Some(p), None) => {
-                    ensure!(
-                        self.file.is_none(),
-                        "{what}: `file` goes with `nix`, not `path`"
-                    );
-                    let ok = !p.is_empty()
-                        && Path::new(p)
-                            .components()
-                            .all(|c| matches!(c, Component::Normal(_)));
-                    ensure!(
-                        ok,
-                        "{what}: path `{p}` must be relative, inside the image folder, without `..`"
-                    );
-                }
-                (None, Some(_)) => {}
-                _ => bail!("{what}: give exactly one of `path` and `nix`"),
-            }
-            Ok(())
-        }
-    }
-
-    impl BaseImage {
-        /// Parses and validates `image.json` text.
-        pub fn parse(text: &str) -> anyhow::Result<BaseImage> {
-            let b: BaseImage = serde_json::from_str(text)?;
-            ensure!(
-                b.version == 1,
-                "unsupported image.json version {} (expected 1)",
-                b.version
-            );
-            b.snp_ovmf.check("snp_ovmf")?;
-            if let Some(t) = &b.tdvf {
-                t.check("tdvf")?;
-            }
-            b.kernel.check("kernel")?;
-            b.initrd.check("initrd")?;
-            ensure!(
-                b.cmdline.matches(MODELS_PLACEHOLDER).count() == 1,
-                "cmdline must hold {MODELS_PLACEHOLDER} exactly once"
-            );
-            ensure!(b.vcpus >= 1, "vcpus must be at least 1");
-            ensure!(
-                VcpuType::from_name(&b.vcpu_type).is_some(),
-                "unknown vcpu_type `{}`",
-                b.vcpu_type
-            );
-            ensure!(
-                b.guest_features & 1 == 1,
-                "guest_features must have bit 0 (SNPActive) set"
-            );
-            ensure!(b.memory_mb >= 1, "memory_mb must be at least 1");
-            if let Some(n) = &b.name {
-                ensure!(
-                    crate::identity::hub_name_ok(n),
-                    "name `{n}` may hold only letters, digits, `-`, `_` and `.`"
-                );
-            }
-            b.mrtd_order()?;
-            Ok(b)
-        }
-
-        /// The MRTD order.
-        pub fn mrtd_order(&self) -> anyhow::Result<tdx::MrtdOrder> {
-            Ok(match self.tdx_mrtd_order.as_deref() {
-                None | Some("single") => tdx::MrtdOrder::SinglePass,
-                Some("two-pass") => tdx::MrtdOrder::TwoPass,
-                Some(o) => bail!("tdx_mrtd_order `{o}` is neither `single` nor `two-pass`"),
-            })
-        }
-    }
 
     /// Arguments of `mpk measure deployment`.
     #[derive(Debug, Args)]
@@ -533,7 +379,8 @@ pub mod deployment {
         /// The model identity ORG/NAME@<40 hex>, with --model.
         #[arg(long, value_name = "ID", requires = "model")]
         pub identity: Option<String>,
-        /// A `<rev>.manifest.json` written by `mpk build` (identity and reference).
+        /// A `<rev>.manifest.json` written by `mpk build` (identity and
+        /// reference); or give --model OUT.info with --identity ID.
         #[arg(long, value_name = "FILE", required_unless_present = "model")]
         pub manifest: Option<PathBuf>,
         /// Use this file for a base-image input (snp_ovmf, tdvf, kernel,
@@ -594,7 +441,7 @@ pub mod deployment {
     }
 
     /// Builds the deployment document.
-    pub fn deployment(a: &DeploymentArgs) -> anyhow::Result<serde_json::Value> {
+    pub fn deployment(a: &DeploymentArgs) -> anyhow::Result<Deployment> {
         let image_path = a.base.join("image.json");
         let image_text = std::fs::read_to_string(&image_path)
             .with_context(|| format!("reading {}", image_path.display()))?;
@@ -612,12 +459,14 @@ pub mod deployment {
                 bail!("--input `{i}` is not NAME=PATH");
             };
             ensure!(
-                ["snp_ovmf", "tdvf", "kernel", "initrd"].contains(&k),
-                "--input {k}: not one of snp_ovmf, tdvf, kernel, initrd"
+                INPUT_NAMES.contains(&k),
+                "--input {k}: not one of {}",
+                INPUT_NAMES.join(", ")
             );
             overrides.insert(k.to_string(), PathBuf::from(v));
         }
-        let (identity, reference, model_input) = match (&a.manifest, &a.model, &a.identity) {
+        let (identity, reference, manifest, model_info) = match (&a.manifest, &a.model, &a.identity)
+        {
             (Some(m), _, _) => {
                 let text = super::read("manifest", m)?;
                 let f: ManifestFields = serde_json::from_slice(&text).with_context(|| {
@@ -627,14 +476,14 @@ pub mod deployment {
                     Some(e) => e.encrypted_reference,
                     None => f.reference,
                 };
-                (f.identity, reference, ("manifest", sha256_hex(&text)))
+                (f.identity, reference, Some(sha256_hex(&text)), None)
             }
             (None, Some(info), Some(id)) => {
                 let text = super::read("model reference", info)?;
                 let s = String::from_utf8(text.clone())
                     .with_context(|| format!("{} is not UTF-8", info.display()))?;
                 let s = s.strip_suffix('\n').unwrap_or(&s).to_string();
-                (id.clone(), s, ("model_info", sha256_hex(&text)))
+                (id.clone(), s, None, Some(sha256_hex(&text)))
             }
             _ => bail!("give --model OUT.info --identity ID, or --manifest FILE"),
         };
@@ -642,10 +491,9 @@ pub mod deployment {
         let reference: Reference = reference.parse()?;
         // An encrypted pack's reference carries the partition GUID; its
         // word is marked `:crypt` so the guest stacks dm-crypt under verity.
-        let crypt = if reference.uuid == mpk_crypt::partition_guid(&identity.to_string()) {
-            ":crypt"
-        } else {
-            ""
+        let crypt = match identity.pack_kind(&reference.uuid) {
+            Some(PackKind::Encrypted) => ":crypt",
+            _ => "",
         };
         let words = cmdline::parse(&format!("mpk.model={identity}:{reference}{crypt}"))
             .context("building the mpk.model= word")?
@@ -666,7 +514,7 @@ pub mod deployment {
             .transpose()?;
         let kernel = load_input(&a.base, "kernel", &image.kernel, &overrides)?;
         let initrd = load_input(&a.base, "initrd", &image.initrd, &overrides)?;
-        let vcpu = VcpuType::from_name(&image.vcpu_type).expect("validated");
+        let vcpu = image.vcpu().expect("validated");
         let snp = snp::launch_digest(&SnpLaunch {
             firmware: &ovmf,
             firmware_digest: None,
@@ -690,44 +538,39 @@ pub mod deployment {
         })
         .context("TDX measurements")?;
 
-        let mut inputs = serde_json::Map::new();
-        inputs.insert(
-            "image_json".into(),
-            sha256_hex(image_text.as_bytes()).into(),
-        );
-        inputs.insert("snp_ovmf".into(), image.snp_ovmf.sha256.clone().into());
-        if let Some(t) = &image.tdvf {
-            inputs.insert("tdvf".into(), t.sha256.clone().into());
-        }
-        inputs.insert("kernel".into(), image.kernel.sha256.clone().into());
-        inputs.insert("initrd".into(), image.initrd.sha256.clone().into());
-        inputs.insert(model_input.0.into(), model_input.1.into());
-        Ok(serde_json::json!({
-            "version": 1,
-            "identity": identity.to_string(),
-            "reference": reference.to_string(),
-            "base_image": base_name,
-            "cmdline": cmdline,
-            "snp_measurement": snp.to_string(),
-            "tdx_measurement": super::tdx_json(&t),
-            "vm_shape": {
-                "cpus": image.vcpus,
-                "memory_mb": image.memory_mb,
-                "gpus": image.gpus,
-                "disks": 1,
-                "vcpu_type": image.vcpu_type,
-                "guest_features": image.guest_features,
-                "vmm_type": "QEMU",
+        Ok(Deployment {
+            version: 1,
+            identity: identity.to_string(),
+            reference: reference.to_string(),
+            base_image: base_name,
+            cmdline,
+            snp_measurement: snp.to_string(),
+            tdx_measurement: (&t).into(),
+            vm_shape: VmShape {
+                cpus: image.vcpus,
+                memory_mb: image.memory_mb,
+                gpus: image.gpus,
+                disks: 1,
+                vcpu_type: image.vcpu_type.clone(),
+                guest_features: image.guest_features,
+                vmm_type: "QEMU".into(),
             },
-            "inputs_sha256": inputs,
-            "mpk_version": env!("CARGO_PKG_VERSION"),
-        }))
+            inputs_sha256: InputsSha256 {
+                image_json: sha256_hex(image_text.as_bytes()),
+                snp_ovmf: image.snp_ovmf.sha256.clone(),
+                tdvf: image.tdvf.as_ref().map(|t| t.sha256.clone()),
+                kernel: image.kernel.sha256.clone(),
+                initrd: image.initrd.sha256.clone(),
+                manifest,
+                model_info,
+            },
+            mpk_version: env!("CARGO_PKG_VERSION").into(),
+        })
     }
 
     /// Runs `mpk measure deployment`.
     pub fn run(a: DeploymentArgs) -> anyhow::Result<()> {
-        let doc = deployment(&a)?;
-        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        let text = deployment(&a)?.to_json();
         match &a.output {
             None => print!("{text}"),
             Some(o) => {

@@ -10,10 +10,10 @@ use serde::Serialize;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use crate::identity::Identity;
 use crate::output::Outputs;
-use crate::reference::Reference;
 use crate::{pack, scan, tools};
+use mpk_model::Identity;
+use mpk_model::Reference;
 
 /// Name of the default (and so far only) schema.
 pub const SCHEMA: &str = "modelwrap-v1";

@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use crate::identity::Identity;
-use crate::reference::Reference;
+use mpk_model::Identity;
+use mpk_model::Reference;
 
 const B: u64 = 4096;
 const BATCH: u64 = 2048;
@@ -205,7 +205,7 @@ fn owner_of(src: &dyn Plaintext, block: u64) -> String {
 
 /// Runs `mpk verify`.
 pub fn run(a: VerifyArgs) -> Result<()> {
-    let r = Reference::load(&a.reference)?;
+    let r = crate::reference::load(&a.reference)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.unwrap_or(0))
         .build()?;
@@ -217,9 +217,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
             })?
         }
         None => {
-            if looks_encrypted(&a.image)
-                || r.uuid == mpk_crypt::partition_guid(&a.identity.to_string())
-            {
+            if looks_encrypted(&a.image) || r.uuid == a.identity.partition_uuid() {
                 bail!(
                     "`{}` is an encrypted pack (or the reference is an encrypted one): pass --key-file with its master key",
                     a.image
@@ -258,7 +256,8 @@ pub fn verify(
     let len = file.metadata()?.len();
     let data_blocks = r.hash_offset / B;
     let geometry = TreeGeometry::new(data_blocks)?;
-    let expected_len = crate::pack::mpk_len(data_blocks)?;
+    let expected_len =
+        mpk_model::mpk_len(data_blocks).context("the image is too large for a .mpk")?;
     if len < expected_len {
         bail!(
             "`{image}` is {len} bytes but the reference needs {expected_len} (image {} + verity superblock 4096 + hash tree {}): the file is truncated",

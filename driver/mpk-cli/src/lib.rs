@@ -10,7 +10,6 @@ pub mod cmd_pack;
 pub mod cmd_verify;
 pub mod cmd_verity;
 pub mod hashing;
-pub mod identity;
 pub mod output;
 pub mod pack;
 pub mod progress;

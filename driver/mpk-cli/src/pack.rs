@@ -52,12 +52,6 @@ pub struct Packed {
     pub sha256: HashMap<NodeId, [u8; 32]>,
 }
 
-/// The full length of an `.mpk` for an image of `blocks` blocks.
-pub fn mpk_len(blocks: u64) -> Result<u64> {
-    let g = mpk_verity::TreeGeometry::new(blocks)?;
-    Ok((blocks + 1 + g.total_hash_blocks()) * B)
-}
-
 fn check_unchanged(src: &Source, f: &File) -> Result<()> {
     let m = f
         .metadata()
@@ -645,7 +639,7 @@ pub fn pack_into(
             f,
             nix::fcntl::FallocateFlags::empty(),
             base as i64,
-            mpk_len(blocks)? as i64,
+            image_len(blocks)? as i64,
         );
     }
     // Three stages, each on its own thread, IN_FLIGHT batches between
@@ -819,7 +813,7 @@ pub fn pack_into(
     put_blocks(out, encrypt, &sb, h, pool)
         .with_context(|| write_err("the verity superblock", h))?;
     if let (Some(f), None) = (out, encrypt) {
-        f.set_len(mpk_len(blocks)?)
+        f.set_len(image_len(blocks)?)
             .context("cannot size the output")?;
     }
     // Files without full blocks were never streamed: hash their tails.
@@ -837,4 +831,11 @@ pub fn pack_into(
         hash_offset: h,
         sha256,
     })
+}
+
+/// The `.mpk` length of an image of `blocks` blocks, as an error when it
+/// does not fit in 64 bits.
+fn image_len(blocks: u64) -> Result<u64> {
+    mpk_model::mpk_len(blocks)
+        .with_context(|| format!("an image of {blocks} blocks is too large for a .mpk"))
 }

@@ -5,9 +5,9 @@
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-use crate::identity::Identity;
 use crate::scan::{DIR_PERM, FILE_PERM, Scan};
 use mpk_erofs::{NodeId, NodeKind, Tree};
+use mpk_model::Identity;
 
 /// The mkfs.erofs banner of the pinned version.
 pub const MKFS_EROFS_VERSION: &str = "mkfs.erofs 1.5";

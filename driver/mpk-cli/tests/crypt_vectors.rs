@@ -37,6 +37,14 @@ for i in range(0, len(data), 4096):
 sys.stdout.write(out.hex())
 "#;
 
+/// The partition GUID of `identity` (mpk-model's rule).
+fn partition_uuid(identity: &str) -> uuid::Uuid {
+    identity
+        .parse::<mpk_model::Identity>()
+        .unwrap()
+        .partition_uuid()
+}
+
 #[test]
 fn xts_matches_openssl_per_sector() {
     let Some(py) = common::python_with("cryptography") else {
@@ -110,7 +118,7 @@ print(okm[:64].hex())
         let mut root = [0u8; 32];
         rng.fill_bytes(&mut root);
         let identity = format!("org/model-{}@{}", rng.r#gen::<u16>(), "ab".repeat(20));
-        let part = mpk_crypt::partition_guid(&identity);
+        let part = partition_uuid(&identity);
         let salt = format!("{}_{}", hex::encode(root), part.hyphenated());
         let want = run_ok(
             Command::new(&py)
@@ -130,7 +138,7 @@ print(okm[:64].hex())
 fn guids_follow_the_reference_rules() {
     let id = "org/name@0123456789abcdef0123456789abcdef01234567";
     assert_eq!(
-        mpk_crypt::partition_guid(id),
+        partition_uuid(id),
         uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_URL,
             b"org/name@0123456789abcdef0123456789abcdef01234567-emwp-outer"
@@ -153,7 +161,7 @@ fn compare_with_sgdisk(sgdisk: &std::path::Path, payload_len: u64, seed: u64) {
     let layout = Layout::new(
         payload_len,
         mpk_crypt::disk_guid(&root),
-        mpk_crypt::partition_guid(&identity),
+        partition_uuid(&identity),
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();

@@ -121,7 +121,7 @@ fn inputs() -> Inputs {
     let mut small = b"070701".to_vec();
     small.resize(5006, 0);
     let big: Vec<u8> = (0..(1u32 << 20) + 77)
-        .map(|i| (i * 2654435761) as u8)
+        .map(|i| i.wrapping_mul(2654435761) as u8)
         .collect();
     let initrds = vec![
         write(&dir, "initrd-small", &small),

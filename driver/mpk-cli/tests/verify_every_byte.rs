@@ -10,8 +10,7 @@ mod common;
 
 use camino::Utf8PathBuf;
 use mpk_cli::cmd_verify::verify;
-use mpk_cli::identity::Identity;
-use mpk_cli::reference::Reference;
+use mpk_model::{Identity, Reference};
 use std::os::unix::fs::FileExt;
 
 #[test]

@@ -57,15 +57,6 @@ pub enum Error {
     },
 }
 
-/// The partition GUID: `UUIDv5(NAMESPACE_URL, identity + "-emwp-outer")`.
-/// It is also the UUID of the encrypted reference.
-pub fn partition_guid(identity: &str) -> uuid::Uuid {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("{identity}-emwp-outer").as_bytes(),
-    )
-}
-
 /// The disk GUID: `UUIDv5(NAMESPACE_URL, rootHash + "-emwp-disk")` with
 /// `rootHash` the 64 lowercase hex digits of the verity root.
 pub fn disk_guid(root: &[u8; 32]) -> uuid::Uuid {

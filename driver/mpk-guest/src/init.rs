@@ -165,7 +165,7 @@ pub fn say(msg: &str) {
 
 /// The key file of an encrypted model: `/run/mpk/keys/<partuuid>`.
 pub fn key_path(m: &ModelSpec) -> String {
-    format!("{KEY_DIR}/{}", m.uuid.hyphenated())
+    format!("{KEY_DIR}/{}", m.uuid().hyphenated())
 }
 
 /// A block device found under `/sys/block`.
@@ -192,9 +192,9 @@ enum Tag {
 impl Tag {
     fn of(m: &ModelSpec) -> Self {
         if m.encrypted {
-            Tag::Partition(m.uuid)
+            Tag::Partition(m.uuid())
         } else {
-            Tag::Erofs(m.uuid)
+            Tag::Erofs(m.uuid())
         }
     }
 
@@ -309,9 +309,9 @@ fn find_disks(models: &[ModelSpec]) -> Result<Vec<Disk>, InitError> {
                 match disks {
                     [] => {
                         return Err(InitError::NoDisk {
-                            identity: m.identity(),
+                            identity: m.identity.to_string(),
                             kind: tag.kind(),
-                            uuid: m.uuid.hyphenated().to_string(),
+                            uuid: m.uuid().hyphenated().to_string(),
                             seen: if names.is_empty() {
                                 "none".into()
                             } else {
@@ -322,9 +322,9 @@ fn find_disks(models: &[ModelSpec]) -> Result<Vec<Disk>, InitError> {
                     [d] => out.push(d.clone()),
                     many => {
                         return Err(InitError::Ambiguous {
-                            identity: m.identity(),
+                            identity: m.identity.to_string(),
                             kind: tag.kind(),
-                            uuid: m.uuid.hyphenated().to_string(),
+                            uuid: m.uuid().hyphenated().to_string(),
                             disks: many
                                 .iter()
                                 .map(|d| d.name.as_str())
@@ -401,7 +401,7 @@ fn run_key_agent(agent: &str, models: &[ModelSpec]) -> Result<(), InitError> {
     let uuids: Vec<String> = models
         .iter()
         .filter(|m| m.encrypted)
-        .map(|m| m.uuid.hyphenated().to_string())
+        .map(|m| m.uuid().hyphenated().to_string())
         .collect();
     say(&format!(
         "running key agent {agent} for {} encrypted model(s)",
@@ -462,11 +462,11 @@ fn take_key_at(path: &str, m: &ModelSpec) -> Result<DmCryptKey, InitError> {
         MasterKey::from_bytes(&buf[..KEY_LEN]).map_err(|e| bad(format!("cannot use it: {e}")))?;
     drop(buf);
     std::fs::remove_file(path).map_err(|e| bad(format!("cannot delete it after reading: {e}")))?;
-    let key = master.derive(&m.root, &m.uuid);
+    let key = master.derive(m.root(), &m.uuid());
     drop(master);
     say(&format!(
         "{}: master key read from {path} ({KEY_LEN} bytes), file deleted",
-        m.identity()
+        m.identity
     ));
     Ok(key)
 }
@@ -514,7 +514,7 @@ fn map_crypt(
     disk: &Disk,
     key: DmCryptKey,
 ) -> Result<String, InitError> {
-    let id = m.identity();
+    let id = m.identity.to_string();
     let need = m.crypt_disk_min();
     if disk.bytes < need {
         return Err(InitError::DiskTooSmall {
@@ -524,7 +524,7 @@ fn map_crypt(
             need,
         });
     }
-    let name = format!("mpk-crypt-{}", m.uuid.hyphenated());
+    let name = format!("mpk-crypt-{}", m.uuid().hyphenated());
     say(&format!(
         "{id}: /dev/{} ({}) -> {name}: dm table `0 {} crypt {}`",
         disk.name,
@@ -545,8 +545,8 @@ fn map_crypt(
 /// Maps `m` from the device `data` (`major:minor`, a disk or the crypt
 /// device) through dm-verity and mounts it read-only.
 fn map_and_mount(dm: &sys::DmControl, m: &ModelSpec, data: &str) -> Result<(), InitError> {
-    let id = m.identity();
-    let name = format!("mpk-{}", m.uuid.hyphenated());
+    let id = m.identity.to_string();
+    let name = format!("mpk-{}", m.uuid().hyphenated());
     let params = m.verity_params(data);
     say(&format!(
         "{id}: {data} -> {name}: dm table `0 {} verity {params}`",
@@ -614,13 +614,13 @@ pub fn run() -> Result<String, InitError> {
                 let need = m.mpk_len();
                 if d.bytes < need {
                     return Err(InitError::DiskTooSmall {
-                        identity: m.identity(),
+                        identity: m.identity.to_string(),
                         disk: d.name.clone(),
                         have: d.bytes,
                         need,
                     });
                 }
-                say(&format!("{}: /dev/{} ({})", m.identity(), d.name, d.dev));
+                say(&format!("{}: /dev/{} ({})", m.identity, d.name, d.dev));
                 d.dev.clone()
             }
         };
@@ -644,7 +644,10 @@ mod tests {
 
     #[test]
     fn gpt_partitions_of_an_empk_head() {
-        let part = mpk_crypt::partition_guid("a/b@0000000000000000000000000000000000000000");
+        let part = "a/b@0000000000000000000000000000000000000000"
+            .parse::<mpk_model::Identity>()
+            .unwrap()
+            .partition_uuid();
         let layout = mpk_crypt::Layout::new(1 << 16, uuid::Uuid::nil(), part).unwrap();
         let mut tmp = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut tmp, &layout.head()).unwrap();
@@ -664,7 +667,7 @@ mod tests {
         let word = format!(
             "mpk.model={id}:{}_4096_{}:crypt",
             "ab".repeat(32),
-            cmdline::partition_uuid(id)
+            id.parse::<mpk_model::Identity>().unwrap().partition_uuid()
         );
         let m = cmdline::parse(&word).unwrap().models.remove(0);
         let dir = tempfile::tempdir().unwrap();
@@ -701,10 +704,10 @@ mod tests {
         let k = take_key_at(p, &m).unwrap();
         let want = MasterKey::from_bytes(&secret[..KEY_LEN])
             .unwrap()
-            .derive(&m.root, &m.uuid);
+            .derive(m.root(), &m.uuid());
         assert_eq!(k.expose(), want.expose());
         assert!(!path.exists());
-        assert_eq!(key_path(&m), format!("/run/mpk/keys/{}", m.uuid));
+        assert_eq!(key_path(&m), format!("/run/mpk/keys/{}", m.uuid()));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - [`cpio`]: a reproducible initrd (cpio newc) writer, used on the host
 //!   (re-exported from `mpk-measure`, so `mpk initrd` needs no guest code).
 
-pub use mpk_measure::cmdline;
 pub use mpk_measure::cpio;
+pub use mpk_model::cmdline;
 pub mod init;
 pub mod sys;

@@ -319,7 +319,12 @@ fn setup() -> Result<Env, String> {
     let partuuid = enc_reference.rsplit('_').next().unwrap().to_string();
     assert_eq!(
         partuuid,
-        mpk_crypt::partition_guid(IDENTITY).hyphenated().to_string()
+        IDENTITY
+            .parse::<mpk_model::Identity>()
+            .unwrap()
+            .partition_uuid()
+            .hyphenated()
+            .to_string()
     );
     let wrong_key = keys.pop().unwrap();
     let key = keys.pop().unwrap();
@@ -667,7 +672,7 @@ fn wrong_root_hash_powers_off() {
 fn wrong_identity_powers_off() {
     let Some(env) = env() else { return };
     let other = "mpk-test/tiny-guest@1111111111111111111111111111111111111111";
-    let u = mpk_guest::cmdline::identity_uuid(other);
+    let u = other.parse::<mpk_model::Identity>().unwrap().uuid();
     let (root_and_h, _) = env.reference.rsplit_once('_').unwrap();
     let reference = format!("{root_and_h}_{u}");
     let out = boot(
@@ -682,8 +687,10 @@ fn wrong_identity_powers_off() {
 #[test]
 fn uuid_not_matching_identity_is_refused_before_any_disk() {
     let Some(env) = env() else { return };
-    let u =
-        mpk_guest::cmdline::identity_uuid("someone/else@2222222222222222222222222222222222222222");
+    let u = "someone/else@2222222222222222222222222222222222222222"
+        .parse::<mpk_model::Identity>()
+        .unwrap()
+        .uuid();
     let (root_and_h, _) = env.reference.rsplit_once('_').unwrap();
     let reference = format!("{root_and_h}_{u}");
     let out = boot(
@@ -879,5 +886,5 @@ fn failing_key_agent_powers_off() {
 /// Hash tree bytes (without the superblock block) of an image of
 /// `hash_offset` bytes.
 fn tree_len(hash_offset: u64) -> u64 {
-    mpk_guest::cmdline::tree_bytes(hash_offset / 4096)
+    mpk_model::reference::tree_bytes(hash_offset / 4096).unwrap()
 }

@@ -6,13 +6,10 @@
 //!   `sev-snp-measure` 0.0.13 in modes `snp` and `snp:ovmf-hash`.
 //! - [`tdx`]: Intel TDX MRTD (from a TDVF image), RTMR1 and RTMR2 for a
 //!   direct boot under QEMU, as Tinfoil's `tdx-measure` computes them.
-//! - [`cmdline`]: the `mpk.model=` / `mpk.next=` words of the measured
-//!   kernel command line (built here, parsed the same way by the guest).
 //! - [`cpio`]: the reproducible initrd (cpio newc) a base image measures,
 //!   written by `mpk initrd` and the guest tests.
 #![forbid(unsafe_code)]
 
-pub mod cmdline;
 pub mod cpio;
 pub mod snp;
 pub mod tdx;

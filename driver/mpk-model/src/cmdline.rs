@@ -9,13 +9,13 @@
 //!   root>_<hash offset decimal>_<uuid lowercase>` names one plain model
 //!   (the reference exactly as in `.info`; org and name as on the Hub:
 //!   letters, digits, `-`, `_`, `.`). The UUID must be UUIDv5 of the URL
-//!   namespace over `identity + "-inner"` ([`identity_uuid`]).
+//!   namespace over `identity + "-inner"` ([`Identity::uuid`]).
 //! - `mpk.model=<org>/<name>@<rev>:<root>_<hash offset>_<partuuid>:crypt`
 //!   names one encrypted model (an `.empk`: the `.mpk` encrypted with
 //!   dm-crypt `aes-xts-plain64` in the single partition of a GPT disk). Root
 //!   and hash offset are those of the plaintext `.mpk`; the UUID is the GPT
 //!   partition GUID and must be UUIDv5 of the URL namespace over `identity +
-//!   "-emwp-outer"` ([`partition_uuid`]). The third `:`-separated field
+//!   "-emwp-outer"` ([`Identity::partition_uuid`]). The third `:`-separated field
 //!   must be exactly `crypt`. The key is never on the command line (see
 //!   `mpk-guest`'s `init` module for how it reaches the guest).
 //! - `mpk.next=<absolute path>` (optional) names the program to hand over
@@ -30,29 +30,29 @@
 //!
 //! Parsing also checks each UUID against its identity (the rule above that
 //! matches `:crypt` or its absence), so a mismatch is refused before the
-//! guest touches any disk, and before the host measures such a line. The
-//! validation rules mirror `mpk-cli/src/identity.rs` and
-//! `mpk-cli/src/reference.rs`; a test in mpk-guest compares them on the same
-//! inputs, and checks [`partition_uuid`] and [`CRYPT_PAYLOAD_SECTOR`]
-//! against `mpk-crypt`.
+//! guest touches any disk, and before the host measures such a line.
+//! Identity and reference are parsed by [`Identity`] and [`Reference`]
+//! themselves: there is no second copy of their rules.
 
-use sha2::{Digest, Sha256};
 use std::fmt;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::identity::{Identity, IdentityError};
+use crate::reference::{Reference, ReferenceError};
+
 /// The third `:`-separated field that marks an encrypted model.
 pub const CRYPT_SUFFIX: &str = "crypt";
 
-/// First 512-byte sector of the encrypted payload on an `.empk` disk (its
-/// only GPT partition starts at 1 MiB; `mpk_crypt::layout::PARTITION_START`).
-pub const CRYPT_PAYLOAD_SECTOR: u64 = 2048;
+/// First 512-byte sector of the encrypted payload on an `.empk` disk: its
+/// only GPT partition starts at 1 MiB.
+pub const CRYPT_PAYLOAD_SECTOR: u64 = mpk_crypt::layout::PARTITION_START;
 
 /// The dm-crypt cipher of encrypted packs.
 pub const CRYPT_CIPHER: &str = "aes-xts-plain64";
 
 /// dm-crypt sector size of encrypted packs, in bytes.
-pub const CRYPT_SECTOR_SIZE: u64 = 4096;
+pub const CRYPT_SECTOR_SIZE: u64 = mpk_crypt::CRYPT_SECTOR as u64;
 
 /// Hex digits of a dm-crypt key of encrypted packs (512 bits).
 pub const CRYPT_KEY_HEX_LEN: usize = 128;
@@ -117,38 +117,36 @@ fn uuid_rule(encrypted: bool) -> &'static str {
 /// encrypted, dm-crypt) parameter the guest will use. Holds no key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
-    /// Hub organisation.
-    pub org: String,
-    /// Model name.
-    pub name: String,
-    /// 40 lowercase hex commit.
-    pub rev: String,
-    /// dm-verity root hash.
-    pub root: [u8; 32],
-    /// Byte offset of the verity superblock (= EROFS image length).
-    pub hash_offset: u64,
-    /// Plain: the EROFS and verity UUID. Encrypted: the GPT partition GUID.
-    /// Checked against the identity either way.
-    pub uuid: uuid::Uuid,
+    /// The model identity.
+    pub identity: Identity,
+    /// The reference: root hash, hash offset and UUID. Plain: the EROFS
+    /// and verity UUID. Encrypted: the GPT partition GUID. Checked against
+    /// the identity either way.
+    pub reference: Reference,
     /// The word ends in `:crypt`: the `.mpk` is dm-crypt encrypted inside
     /// a GPT disk image (`.empk`).
     pub encrypted: bool,
 }
 
 impl ModelSpec {
-    /// `org/name@rev`.
-    pub fn identity(&self) -> String {
-        format!("{}/{}@{}", self.org, self.name, self.rev)
-    }
-
     /// The dm-verity salt: SHA-256 of the identity.
     pub fn salt(&self) -> [u8; 32] {
-        Sha256::digest(self.identity().as_bytes()).into()
+        self.identity.salt()
+    }
+
+    /// The dm-verity root hash.
+    pub fn root(&self) -> &[u8; 32] {
+        &self.reference.root
+    }
+
+    /// The reference's UUID (see [`ModelSpec::reference`]).
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.reference.uuid
     }
 
     /// Number of 4096-byte data blocks (the EROFS image, `[0, H)`).
     pub fn data_blocks(&self) -> u64 {
-        self.hash_offset / 4096
+        self.reference.data_blocks()
     }
 
     /// Length of the verity mapping in 512-byte sectors.
@@ -160,7 +158,7 @@ impl ModelSpec {
     /// superblock block and the hash tree (the encrypted payload of an
     /// `.empk` has exactly this length).
     pub fn mpk_len(&self) -> u64 {
-        self.hash_offset + 4096 + tree_bytes(self.data_blocks())
+        self.reference.mpk_len()
     }
 
     /// The `crypt` target parameters for an encrypted model whose disk is
@@ -190,7 +188,9 @@ impl ModelSpec {
     }
 
     /// Bytes an `.empk` disk must have at least: the 1 MiB GPT head and
-    /// the payload (the backup GPT after it is not needed).
+    /// the payload (the backup GPT after it is not needed). Cannot
+    /// overflow: parsing refuses a reference whose `.mpk` would come
+    /// within 1 MiB of 2^64.
     pub fn crypt_disk_min(&self) -> u64 {
         CRYPT_PAYLOAD_SECTOR * 512 + self.mpk_len()
     }
@@ -204,27 +204,20 @@ impl ModelSpec {
         format!(
             "1 {dev} {dev} 4096 4096 {n} {} sha256 {} {}",
             n + 1,
-            hex::encode(self.root),
+            hex::encode(self.root()),
             hex::encode(self.salt())
         )
     }
 
     /// Where the model is mounted: `/models/<org>/<name>`.
     pub fn mount_point(&self) -> String {
-        format!("/models/{}/{}", self.org, self.name)
+        format!("/models/{}/{}", self.identity.org(), self.identity.name())
     }
 }
 
 impl fmt::Display for ModelSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}_{}_{}",
-            self.identity(),
-            hex::encode(self.root),
-            self.hash_offset,
-            self.uuid.hyphenated()
-        )?;
+        write!(f, "{}:{}", self.identity, self.reference)?;
         if self.encrypted {
             write!(f, ":{CRYPT_SUFFIX}")?;
         }
@@ -278,52 +271,6 @@ impl BootConfig {
     }
 }
 
-/// Bytes of the dm-verity hash tree (format 1, sha256, 4096-byte blocks)
-/// over `data_blocks` blocks, without the superblock block.
-pub fn tree_bytes(data_blocks: u64) -> u64 {
-    let mut n = data_blocks;
-    let mut total = 0;
-    while n > 1 {
-        n = n.div_ceil(128);
-        total += n;
-    }
-    total * 4096
-}
-
-/// UUIDv5(NAMESPACE_URL, identity + "-inner").
-pub fn identity_uuid(identity: &str) -> uuid::Uuid {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("{identity}-inner").as_bytes(),
-    )
-}
-
-/// UUIDv5(NAMESPACE_URL, identity + "-emwp-outer"): the GPT partition GUID
-/// of an encrypted pack and the UUID of its reference (as
-/// `mpk_crypt::partition_guid`).
-pub fn partition_uuid(identity: &str) -> uuid::Uuid {
-    uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_URL,
-        format!("{identity}-emwp-outer").as_bytes(),
-    )
-}
-
-/// True when `s` is exactly `len` lowercase hexadecimal digits.
-pub fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// True for a Hub organisation or repository name: 1 to 96 letters,
-/// digits, `-`, `_`, `.`, and not `.` or `..`.
-pub fn hub_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 96
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && s != "."
-        && s != ".."
-}
-
 fn parse_model(word: &str, value: &str) -> Result<ModelSpec, CmdlineError> {
     let bad = |reason: String| CmdlineError::BadModel {
         word: word.to_string(),
@@ -344,80 +291,40 @@ fn parse_model(word: &str, value: &str) -> Result<ModelSpec, CmdlineError> {
             ));
         }
     };
-    let (repo, rev) = identity
-        .split_once('@')
-        .ok_or_else(|| bad(format!("identity `{identity}` has no `@<rev>`")))?;
-    let (org, name) = repo
-        .split_once('/')
-        .ok_or_else(|| bad(format!("identity `{identity}` has no `/`")))?;
-    if !hub_name_ok(org) {
-        return Err(bad(format!(
-            "organisation `{org}` may hold only letters, digits, `-`, `_` and `.`"
-        )));
-    }
-    if !hub_name_ok(name) {
-        return Err(bad(format!(
-            "name `{name}` may hold only letters, digits, `-`, `_` and `.`"
-        )));
-    }
-    if !is_lower_hex(rev, 40) {
-        return Err(bad(format!(
-            "revision `{rev}` is not 40 lowercase hex digits"
-        )));
-    }
-    let parts: Vec<&str> = reference.split('_').collect();
-    let [root_hex, off, uuid_s] = parts.as_slice() else {
-        return Err(bad(format!(
-            "reference `{reference}` does not have three `_`-separated parts"
-        )));
-    };
-    if !is_lower_hex(root_hex, 64) {
-        return Err(bad(format!(
-            "root hash `{root_hex}` is not 64 lowercase hex digits"
-        )));
-    }
-    let mut root = [0u8; 32];
-    hex::decode_to_slice(root_hex, &mut root).map_err(|e| bad(e.to_string()))?;
-    if off.is_empty()
-        || !off.bytes().all(|b| b.is_ascii_digit())
-        || (off.len() > 1 && off.starts_with('0'))
-    {
-        return Err(bad(format!("hash offset `{off}` is not a decimal number")));
-    }
-    let hash_offset: u64 = off
+    let identity: Identity = identity
         .parse()
-        .map_err(|e| bad(format!("hash offset `{off}`: {e}")))?;
-    if hash_offset == 0 || !hash_offset.is_multiple_of(4096) {
+        .map_err(|e: IdentityError| bad(e.to_string()))?;
+    let reference: Reference = reference
+        .parse()
+        .map_err(|e: ReferenceError| bad(e.to_string()))?;
+    // A `.empk` disk holds the `.mpk` 1 MiB in; its end must fit in 64 bits.
+    if encrypted
+        && reference
+            .mpk_len()
+            .checked_add(CRYPT_PAYLOAD_SECTOR * 512)
+            .is_none()
+    {
         return Err(bad(format!(
-            "hash offset {hash_offset} is not a positive multiple of 4096"
-        )));
-    }
-    let uuid = uuid::Uuid::parse_str(uuid_s).map_err(|e| bad(format!("uuid `{uuid_s}`: {e}")))?;
-    if uuid.hyphenated().to_string() != *uuid_s {
-        return Err(bad(format!(
-            "uuid `{uuid_s}` must be lowercase and hyphenated"
+            "hash offset {} is too large for a disk",
+            reference.hash_offset
         )));
     }
     let expected = if encrypted {
-        partition_uuid(identity)
+        identity.partition_uuid()
     } else {
-        identity_uuid(identity)
+        identity.uuid()
     };
-    if uuid != expected {
+    if reference.uuid != expected {
         return Err(CmdlineError::UuidMismatch {
             identity: identity.to_string(),
             expected: expected.hyphenated().to_string(),
-            found: uuid_s.to_string(),
+            found: reference.uuid.hyphenated().to_string(),
             encrypted,
         });
     }
     Ok(ModelSpec {
-        org: org.into(),
-        name: name.into(),
-        rev: rev.into(),
-        root,
-        hash_offset,
-        uuid,
+        identity,
+        reference,
         encrypted,
     })
 }
@@ -451,11 +358,11 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, CmdlineError> {
     for word in cmdline.split_ascii_whitespace() {
         if let Some(value) = word.strip_prefix("mpk.model=") {
             let m = parse_model(word, value)?;
-            if models.iter().any(|o| o.org == m.org && o.name == m.name) {
-                return Err(CmdlineError::DuplicateModel(format!(
-                    "{}/{}",
-                    m.org, m.name
-                )));
+            if models
+                .iter()
+                .any(|o| o.identity.repo() == m.identity.repo())
+            {
+                return Err(CmdlineError::DuplicateModel(m.identity.repo()));
             }
             models.push(m);
         } else if let Some(value) = word.strip_prefix("mpk.next=") {
@@ -479,6 +386,20 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, CmdlineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::tree_bytes as tree_bytes_checked;
+    use sha2::{Digest, Sha256};
+
+    fn identity_uuid(id: &str) -> uuid::Uuid {
+        id.parse::<Identity>().unwrap().uuid()
+    }
+
+    fn partition_uuid(id: &str) -> uuid::Uuid {
+        id.parse::<Identity>().unwrap().partition_uuid()
+    }
+
+    fn tree_bytes(blocks: u64) -> u64 {
+        tree_bytes_checked(blocks).unwrap()
+    }
 
     const ID: &str =
         "hf-internal-testing/tiny-random-GPT2Model@d6694b0d8fe17978761c9305dc151780506b192e";
@@ -497,7 +418,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.next.as_deref(), Some("/sbin/init"));
         let [m] = cfg.models.as_slice() else { panic!() };
-        assert_eq!(m.identity(), ID);
+        assert_eq!(m.identity.to_string(), ID);
         assert_eq!(m.to_string(), format!("{ID}:{REF}"));
         assert_eq!(m.data_blocks(), 2142208 / 4096);
         assert_eq!(m.sectors(), 2142208 / 512);
@@ -521,7 +442,7 @@ mod tests {
         let cfg = parse(&format!("{}  mpk.model={id2}:{ref2}\n", good())).unwrap();
         assert_eq!(cfg.next, None);
         assert_eq!(cfg.models.len(), 2);
-        assert_eq!(cfg.models[1].hash_offset, 62578688000);
+        assert_eq!(cfg.models[1].reference.hash_offset, 62578688000);
         // Same name at another revision and uuid: still a duplicate.
         let other_rev =
             "hf-internal-testing/tiny-random-GPT2Model@0000000000000000000000000000000000000000";
@@ -630,9 +551,9 @@ mod tests {
             panic!()
         };
         assert!(m.encrypted && !plain.encrypted);
-        assert_eq!(m.uuid, partition_uuid(ID));
+        assert_eq!(m.uuid(), partition_uuid(ID));
         // Python: uuid.uuid5(uuid.NAMESPACE_URL, ID + "-emwp-outer").
-        assert_eq!(m.uuid.to_string(), "9701bf21-6de2-59a2-bdea-141aaae05fc3");
+        assert_eq!(m.uuid().to_string(), "9701bf21-6de2-59a2-bdea-141aaae05fc3");
         assert_eq!(m.word(), w);
         assert!(m.to_string().ends_with(":crypt"));
         assert!(!plain.to_string().contains(":crypt"));

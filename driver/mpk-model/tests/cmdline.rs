@@ -1,6 +1,11 @@
 //! `mpk.model=` / `mpk.next=` words: round trips through the builder and
 //! the parser, and every refusal (the guest init parses with this code).
-use mpk_measure::cmdline::{CmdlineError, identity_uuid, parse};
+use mpk_model::Identity;
+use mpk_model::cmdline::{CmdlineError, parse};
+
+fn identity_uuid(id: &str) -> uuid::Uuid {
+    id.parse::<Identity>().unwrap().uuid()
+}
 
 const REV: &str = "0123456789abcdef0123456789abcdef01234567";
 const ROOT: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
@@ -19,9 +24,9 @@ fn round_trip_in_a_full_command_line() {
     );
     let p = parse(&line).unwrap();
     assert_eq!(p.models.len(), 2);
-    assert_eq!(p.models[0].org, "Qwen");
-    assert_eq!(p.models[1].name, "Llama_3.2-1B");
-    assert_eq!(p.models[0].hash_offset, 1 << 30);
+    assert_eq!(p.models[0].identity.org(), "Qwen");
+    assert_eq!(p.models[1].identity.name(), "Llama_3.2-1B");
+    assert_eq!(p.models[0].reference.hash_offset, 1 << 30);
     assert_eq!(p.next.as_deref(), Some("/usr/bin/serve"));
     assert_eq!(
         p.to_words(),
@@ -91,4 +96,23 @@ fn refusals() {
         parse(&format!("mpk.model=a/b@{REV}:{ROOT}_4096_{other}")),
         Err(CmdlineError::UuidMismatch { .. })
     ));
+}
+
+/// The dm-crypt table of an encrypted word covers exactly the payload of
+/// the `.empk` that `mpk encrypt` (mpk-crypt's layout) writes.
+#[test]
+fn encrypted_words_fit_the_empk_layout() {
+    let id = "hf-internal-testing/tiny-random-GPT2Model@d6694b0d8fe17978761c9305dc151780506b192e";
+    let part = id.parse::<Identity>().unwrap().partition_uuid();
+    let root = "17c6605f3becf63a63da37cc6958b2d18f8abc750f9f546b9f57133db40c4326";
+    for h in [4096u64, 2142208, 128 * 4096, 129 * 4096, 1 << 30] {
+        let word = format!("mpk.model={id}:{root}_{h}_{part}:crypt");
+        let m = parse(&word).unwrap().models.remove(0);
+        let len = mpk_model::mpk_len(h / 4096).unwrap();
+        assert_eq!(m.mpk_len(), len, "{h}");
+        let layout = mpk_crypt::Layout::new(len, uuid::Uuid::nil(), part).unwrap();
+        assert_eq!(m.crypt_sectors() * 512, layout.payload_len);
+        assert_eq!(m.crypt_disk_min(), layout.payload_offset() + len);
+        assert!(m.crypt_disk_min() <= layout.image_len());
+    }
 }
