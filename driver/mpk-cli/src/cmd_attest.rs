@@ -127,15 +127,15 @@ fn verify(a: VerifyArgs) -> Result<()> {
         bail!("give --snp-report with --vcek, or --tdx-quote with --collateral");
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        outln!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
-        print!("{}", verdict.to_text());
+        out!("{}", verdict.to_text());
     }
     if !verdict.pass {
-        bail!(
+        return Err(mpk_pack::Finding::error(format!(
             "attestation verification failed: {}",
             verdict.failed().join(", ")
-        );
+        )));
     }
     Ok(())
 }

@@ -1,32 +1,20 @@
-//! Encrypted packs (`.empk`): `mpk keygen` makes a master key, `mpk
-//! encrypt` turns a finished `.mpk` into an `.empk` (GPT container, raw
-//! dm-crypt `aes-xts-plain64` payload, see `mpk-crypt`) plus the encrypted
-//! reference `<root>_<hash offset>_<partition uuid>`, and
-//! [`verify_encrypted`] (`mpk verify --key-file`) decrypts an `.empk` in
-//! memory and checks every data and hash block against that reference, the
-//! way the guest's dm-crypt + dm-verity stack would. `mpk pack --encrypt`
-//! (in `cmd_pack`) writes the same `.empk` without a plaintext image.
+//! Keys and `mpk encrypt`: `mpk keygen` makes a master key, key files are
+//! read here (and only here), and `mpk encrypt` hands a finished `.mpk` and
+//! its key to [`mpk_pack::encrypted::encrypt`].
 //!
 //! Key bytes never reach an error message or the output: errors name the
 //! key file and its length only.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
-use mpk_crypt::{Layout, MasterKey, SectorCipher};
-use mpk_verity::{Hasher, TreeGeometry};
-use rayon::prelude::*;
+use mpk_crypt::MasterKey;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use zeroize::Zeroizing;
 
 use mpk_model::Identity;
-use mpk_model::Reference;
-
-const B: u64 = 4096;
-/// Blocks per read: 8 MiB buffers bound the memory of encrypt and verify.
-const BATCH: u64 = 2048;
 
 /// Arguments of `mpk keygen`.
 #[derive(Debug, Args)]
@@ -95,7 +83,7 @@ pub fn run_keygen(a: KeygenArgs) -> Result<()> {
         let _ = std::fs::remove_file(&a.output);
         bail!("cannot write `{}`: {e}", a.output);
     }
-    println!(
+    outln!(
         "wrote a new 64-byte master key to `{}` (mode 0600)",
         a.output
     );
@@ -128,47 +116,6 @@ pub fn read_master_key(path: &Utf8Path) -> Result<MasterKey> {
     MasterKey::from_bytes(&buf[..n]).map_err(|e| anyhow!("key file `{path}`: {e}"))
 }
 
-/// Applies `f` (a [`SectorCipher`] encrypt or decrypt) to every 4096-byte
-/// block of `buf`, which sits at payload offset `off`, on all cores of the
-/// current rayon pool.
-pub(crate) fn per_block(
-    buf: &mut [u8],
-    off: u64,
-    f: impl Fn(&mut [u8], u64) -> Result<(), mpk_crypt::Error> + Sync,
-) -> Result<(), mpk_crypt::Error> {
-    buf.par_chunks_mut(B as usize)
-        .enumerate()
-        .try_for_each(|(i, s)| f(s, off + i as u64 * B))
-}
-
-/// The `.info` path beside an `.empk`.
-pub fn empk_info_path(empk: &Utf8Path) -> Result<Utf8PathBuf> {
-    if empk.extension() != Some("empk") || empk.file_stem().is_none_or(str::is_empty) {
-        bail!("output `{empk}` must end in `.empk`");
-    }
-    Ok(empk.with_extension("info"))
-}
-
-/// The cipher, layout and encrypted reference of one pack.
-pub(crate) fn pack_crypto(
-    key: &MasterKey,
-    r: &Reference,
-    identity: &Identity,
-) -> Result<(SectorCipher, Layout, Reference)> {
-    let data_blocks = r.hash_offset / B;
-    let payload_len =
-        mpk_model::mpk_len(data_blocks).context("the image is too large for a .mpk")?;
-    let partuuid = identity.partition_uuid();
-    let layout = Layout::new(payload_len, mpk_crypt::disk_guid(&r.root), partuuid)?;
-    let cipher = SectorCipher::new(&key.derive(&r.root, &partuuid));
-    let enc = Reference {
-        root: r.root,
-        hash_offset: r.hash_offset,
-        uuid: partuuid,
-    };
-    Ok((cipher, layout, enc))
-}
-
 /// Runs `mpk encrypt`.
 pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
     let r = crate::reference::load(&a.reference)?;
@@ -180,184 +127,22 @@ pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
             a.identity.uuid()
         );
     }
-    let info = empk_info_path(&a.output)?;
+    let info = mpk_pack::output::info_path(&a.output, "empk")?;
     let same = |x: &str, y: &Utf8Path| matches!((std::fs::canonicalize(x), std::fs::canonicalize(y)), (Ok(p), Ok(q)) if p == q);
     if same(&a.reference, &info) {
         bail!("`{info}` is the plaintext reference given with --ref; name the output differently");
     }
-    if !a.force {
-        for p in [a.output.as_path(), info.as_path()] {
-            if std::fs::symlink_metadata(p).is_ok() {
-                bail!("`{p}` already exists; pass --force to replace it");
-            }
-        }
-    }
     let key = read_master_key(&a.key_file)?;
-    let input = File::open(&a.input).with_context(|| format!("cannot open `{}`", a.input))?;
-    let len = input.metadata()?.len();
-    let (cipher, layout, enc) = pack_crypto(&key, &r, &a.identity)?;
-    drop(key);
-    if len != layout.payload_len {
-        bail!(
-            "`{}` is {len} bytes but its reference needs exactly {} (image + verity superblock + hash tree)",
-            a.input,
-            layout.payload_len
-        );
-    }
-    check_top_hash(&input, &r, &a.identity, &a.input)?;
-    let mut out = crate::output::temp_beside(&a.output)?;
-    out.write_all(&layout.head())
-        .with_context(|| format!("cannot write `{}`", a.output))?;
-    let mut buf = vec![0u8; (BATCH * B) as usize];
-    let mut off = 0u64;
-    while off < len {
-        let n = (BATCH * B).min(len - off) as usize;
-        let chunk = &mut buf[..n];
-        input
-            .read_exact_at(chunk, off)
-            .with_context(|| format!("cannot read `{}` at offset {off}", a.input))?;
-        per_block(chunk, off, |s, o| cipher.encrypt(s, o))?;
-        out.write_all(chunk)
-            .with_context(|| format!("cannot write `{}`", a.output))?;
-        off += n as u64;
-    }
-    out.write_all(&layout.tail())
-        .and_then(|()| out.as_file().sync_all())
-        .with_context(|| format!("cannot write `{}`", a.output))?;
-    let mut info_tmp = crate::output::temp_beside(&info)?;
-    info_tmp
-        .write_all(enc.to_string().as_bytes())
-        .and_then(|()| info_tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write `{info}`"))?;
-    for t in [&out, &info_tmp] {
-        crate::output::set_mode(t.path())?;
-    }
-    crate::output::publish(out, &a.output)?;
-    crate::output::publish(info_tmp, &info)?;
-    println!("{enc}");
+    let enc = mpk_pack::encrypted::encrypt(mpk_pack::encrypted::EncryptJob {
+        input: &a.input,
+        reference: &r,
+        identity: &a.identity,
+        key,
+        output: &a.output,
+        force: a.force,
+    })?;
+    outln!("{enc}");
     Ok(())
-}
-
-/// Checks the top hash block of the plaintext `.mpk` (or its only data
-/// block) against the reference root: catches a reference, identity or
-/// `.mpk` that do not belong together before anything is written.
-fn check_top_hash(f: &File, r: &Reference, identity: &Identity, path: &Utf8Path) -> Result<()> {
-    let data_blocks = r.hash_offset / B;
-    let g = TreeGeometry::new(data_blocks)?;
-    let blk = if g.levels() == 0 {
-        0
-    } else {
-        data_blocks + 1 + g.level_start(g.levels() - 1)
-    };
-    let mut buf = vec![0u8; B as usize];
-    f.read_exact_at(&mut buf, blk * B)
-        .with_context(|| format!("cannot read `{path}`"))?;
-    if Hasher::new(&identity.salt()).hash(&buf) != r.root {
-        bail!(
-            "`{path}` does not match the reference root hash (block {blk} checked): the .mpk, reference and identity do not belong together"
-        );
-    }
-    Ok(())
-}
-
-/// Reads and decrypts payload blocks of an `.empk`.
-struct Decrypting<'a> {
-    file: &'a File,
-    cipher: &'a SectorCipher,
-    base: u64,
-}
-
-impl Decrypting<'_> {
-    /// Fills `buf` with the plaintext at payload offset `off`.
-    fn read(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        self.file
-            .read_exact_at(buf, self.base + off)
-            .with_context(|| format!("cannot read the image at offset {}", self.base + off))?;
-        per_block(buf, off, |s, o| self.cipher.decrypt(s, o))?;
-        Ok(())
-    }
-}
-
-impl crate::cmd_verify::Plaintext for Decrypting<'_> {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        self.read(buf, off)
-    }
-    fn where_is(&self, off: u64) -> String {
-        format!(
-            "plaintext byte offset {off}, image byte offset {}",
-            self.base + off
-        )
-    }
-    fn hint(&self) -> &'static str {
-        " after decryption: wrong key, or the ciphertext is damaged"
-    }
-}
-
-/// Verifies the `.empk` at `image` against the encrypted reference `r`,
-/// `identity` and the master key; `Ok` carries the success message.
-pub fn verify_encrypted(
-    image: &Utf8Path,
-    r: &Reference,
-    identity: &Identity,
-    key: &MasterKey,
-    pool: &rayon::ThreadPool,
-) -> Result<String> {
-    let partuuid = identity.partition_uuid();
-    if r.uuid != partuuid {
-        bail!(
-            "the reference's UUID {} is not the partition UUID of {identity} ({partuuid}): pass the encrypted reference (from `mpk encrypt`) and its identity",
-            r.uuid
-        );
-    }
-    let (cipher, layout, _) = pack_crypto(key, r, identity)?;
-    let file = File::open(image).with_context(|| format!("cannot open `{image}`"))?;
-    let len = file.metadata()?.len();
-    if len < layout.image_len() {
-        bail!(
-            "`{image}` is {len} bytes but the reference needs {}: the file is truncated",
-            layout.image_len()
-        );
-    }
-    let mut problems = Vec::new();
-    let tail_at = layout.payload_offset() + layout.payload_len;
-    for (what, want, at) in [
-        ("primary GPT", layout.head(), 0),
-        ("backup GPT", layout.tail(), tail_at),
-    ] {
-        let mut got = vec![0u8; want.len()];
-        file.read_exact_at(&mut got, at)
-            .with_context(|| format!("cannot read `{image}`"))?;
-        if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
-            problems.push(format!(
-                "the {what} area differs from the expected container at byte offset {}",
-                at + i as u64
-            ));
-        }
-    }
-    let dec = Decrypting {
-        file: &file,
-        cipher: &cipher,
-        base: layout.payload_offset(),
-    };
-    let data_blocks = r.hash_offset / B;
-    let (hash_blocks, sb_problems) = crate::cmd_verify::check_plaintext(&dec, r, identity, pool)?;
-    problems.extend(sb_problems);
-    if len > layout.image_len() {
-        problems.push(format!(
-            "{} unexpected bytes follow the backup GPT header",
-            len - layout.image_len()
-        ));
-    }
-    if problems.is_empty() {
-        Ok(format!(
-            "OK: all {data_blocks} data blocks and {hash_blocks} hash blocks of `{image}` decrypt and verify against {r} ({identity})"
-        ))
-    } else {
-        bail!(
-            "all {data_blocks} data blocks and the hash tree decrypt and verify, but: {}",
-            problems.join("; ")
-        )
-    }
 }
 
 #[cfg(test)]

@@ -12,12 +12,11 @@ use mpk_hub::fetch::{Event, fetch_lock, lock_repo};
 use mpk_hub::{HfCache, Hub, HubConfig, Lock};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::io::Write;
 
-use crate::cmd_pack::{Backend, PackArgs, SCHEMA};
 use crate::scan;
 use mpk_model::Identity;
 use mpk_model::Reference;
+use mpk_pack::pack::{Backend, PackOptions, SCHEMA};
 
 /// Hub subcommands, flattened into the top level.
 #[derive(Debug, Subcommand)]
@@ -144,7 +143,7 @@ pub fn run(c: HubCommand) -> Result<()> {
         HubCommand::Build(a) => run_build(a),
         HubCommand::Reproduce(a) => run_reproduce(a),
         HubCommand::Identity(a) => {
-            println!("{}", content_revision(&a.dir)?);
+            outln!("{}", content_revision(&a.dir)?);
             Ok(())
         }
     }
@@ -244,7 +243,7 @@ fn run_lock(a: LockArgs) -> Result<()> {
     .with_context(|| format!("cannot lock {}", a.repo))?;
     match a.output {
         Some(p) => write_atomic(&p, lock.to_json().as_bytes())?,
-        None => print!("{}", lock.to_json()),
+        None => out!("{}", lock.to_json()),
     }
     Ok(())
 }
@@ -254,7 +253,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
     let lock = Lock::load(a.lock.as_std_path())?;
     let dir = fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
         .with_context(|| format!("cannot fetch {}", lock.identity))?;
-    println!("{}", dir.display());
+    outln!("{}", dir.display());
     Ok(())
 }
 
@@ -345,11 +344,11 @@ pub struct Manifest {
     /// The lock's include list.
     pub include: Option<Vec<String>>,
     /// Per file, in image order.
-    pub files: Vec<crate::cmd_pack::FileReport>,
+    pub files: Vec<mpk_pack::pack::FileReport>,
     /// With `--encrypt`: the container (its `encrypted_reference` is what
     /// `<commit>.info` holds; `reference` above stays the public one).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub encryption: Option<crate::cmd_pack::EncryptionReport>,
+    pub encryption: Option<mpk_pack::pack::EncryptionReport>,
     /// mpk version.
     pub mpk_version: &'static str,
 }
@@ -369,18 +368,9 @@ fn run_build(a: BuildArgs) -> Result<()> {
         bail!("`{manifest_path}` already exists; pass --force to replace it");
     }
     let staging = stage(&cache, &lock)?;
-    let args = PackArgs {
-        dir: Utf8PathBuf::from_path_buf(staging.path().to_owned())
-            .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary folder {}", p.display()))?,
-        identity,
-        output: base.with_extension(if a.encrypt { "empk" } else { "mpk" }),
-        threads: a.threads,
-        json: false,
-        force: a.force,
-        backend: Backend::Native,
-        quiet: a.quiet,
-        encrypt: a.encrypt,
-        key_file: a.key_file.clone(),
+    let key = match &a.key_file {
+        Some(k) if a.encrypt => Some(crate::cmd_crypt::read_master_key(k)?),
+        _ => None,
     };
     // The single pass re-hashes every file; they must still be what the
     // lock (and so the Hub) says, or nothing is renamed into place.
@@ -389,7 +379,19 @@ fn run_build(a: BuildArgs) -> Result<()> {
         .iter()
         .map(|f| (f.path.clone(), f.sha256.clone()))
         .collect();
-    let report = crate::cmd_pack::pack_checked(&args, true, Some(&expected))
+    let options = PackOptions {
+        dir: Utf8PathBuf::from_path_buf(staging.path().to_owned())
+            .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary folder {}", p.display()))?,
+        identity,
+        output: base.with_extension(if a.encrypt { "empk" } else { "mpk" }),
+        threads: a.threads,
+        force: a.force,
+        backend: Backend::Native,
+        hash_files: true,
+        key,
+        expected: Some(expected),
+    };
+    let report = mpk_pack::pack::pack(options, &crate::progress::Bars::new(a.quiet))
         .context("the fetched files changed between their verification and packing")?;
     let m = Manifest {
         manifest: "mpk-manifest/1",
@@ -414,11 +416,11 @@ fn run_build(a: BuildArgs) -> Result<()> {
         return Err(e.context("nothing was kept"));
     }
     if a.json {
-        print!("{text}");
+        out!("{text}");
     } else if let Some(e) = &m.encryption {
-        println!("{}", e.encrypted_reference);
+        outln!("{}", e.encrypted_reference);
     } else {
-        println!("{}", m.reference);
+        outln!("{}", m.reference);
     }
     Ok(())
 }
@@ -433,15 +435,12 @@ fn write_deployments(
     let mut written = Vec::new();
     let result = (|| -> Result<()> {
         for b in bases {
-            let args = crate::cmd_measure::deployment::DeploymentArgs {
+            let inputs = mpk_pack::deploy::DeploymentInputs {
                 base: b.clone(),
-                model: None,
-                identity: None,
-                manifest: Some(manifest.as_std_path().to_owned()),
-                inputs: Vec::new(),
-                output: None,
+                model: mpk_pack::deploy::ModelInput::Manifest(manifest.as_std_path().to_owned()),
+                overrides: Default::default(),
             };
-            let doc = crate::cmd_measure::deployment::deployment(&args)
+            let doc = mpk_pack::deploy::deployment(&inputs)
                 .with_context(|| format!("base image `{}`", b.display()))?;
             // image.json's `name`, else the folder's.
             let path = base.with_extension(format!("{}.deployment.json", doc.base_image));
@@ -530,12 +529,14 @@ fn verdict(identity: &Identity, got: &Reference, expect: &Reference, json: bool)
             "expected": expect.to_string(),
             "match": got == expect,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{got}");
+        outln!("{got}");
     }
     if got != expect {
-        bail!("computed reference {got} differs from the expected {expect}");
+        return Err(mpk_pack::Finding::error(format!(
+            "computed reference {got} differs from the expected {expect}"
+        )));
     }
     Ok(())
 }
@@ -691,22 +692,8 @@ fn reproduce_scan(
     Ok((reference, packed.sha256))
 }
 
+/// Publishes a small document (lock, manifest, deployment), replacing
+/// the previous one (refreshing is these commands' purpose).
 fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_str().is_empty() => p,
-        _ => Utf8Path::new("."),
-    };
-    let mut t = tempfile::Builder::new()
-        .prefix(".mpk.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in `{dir}`"))?;
-    t.write_all(bytes)
-        .and_then(|()| t.as_file().sync_all())
-        .with_context(|| format!("cannot write `{path}`"))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o644))?;
-    t.persist(path)
-        .with_context(|| format!("cannot write `{path}`"))?;
-    Ok(())
+    mpk_pack::output::write_file(path, bytes, true)
 }

@@ -26,7 +26,6 @@ use clap::Args;
 use mpk_measure::cpio::Initrd;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::io::Write;
 
 /// Where the modules go inside the initrd.
 pub const MODULE_DIR: &str = "lib/modules/mpk";
@@ -170,19 +169,7 @@ pub fn run(a: InitrdArgs) -> Result<()> {
         bail!("`{}` already exists; pass --force to replace it", a.output);
     }
     let bytes = build(&a)?;
-    let mut t = crate::output::temp_beside(&a.output)?;
-    t.write_all(&bytes)
-        .and_then(|()| t.as_file().sync_all())
-        .with_context(|| format!("cannot write `{}`", a.output))?;
-    crate::output::set_mode(t.path())?;
-    crate::output::publish(t, &a.output)?;
-    let dir = match a.output.parent() {
-        Some(p) if !p.as_str().is_empty() => p,
-        _ => Utf8Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot fsync folder `{dir}`"))?;
-    println!("{}", hex::encode(Sha256::digest(&bytes)));
+    mpk_pack::output::write_file(&a.output, &bytes, a.force)?;
+    outln!("{}", hex::encode(Sha256::digest(&bytes)));
     Ok(())
 }

@@ -92,7 +92,7 @@ fn run_tdx(a: TdxArgs) -> anyhow::Result<()> {
         memory: tdx_memory(a.memory_mb)?,
     })
     .context("measuring the TDX launch")?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&mpk_model::deployment::TdxMeasurement::from(&m))?
     );
@@ -318,7 +318,7 @@ fn run_snp(a: SnpArgs) -> anyhow::Result<()> {
     let d = snp_digest(&a)?;
     if a.mode == SnpMode::OvmfHash {
         // sev-snp-measure prints this mode in hex whatever --output-format says.
-        println!("{d}");
+        outln!("{d}");
         return Ok(());
     }
     let m = match a.output_format {
@@ -326,9 +326,9 @@ fn run_snp(a: SnpArgs) -> anyhow::Result<()> {
         OutputFormat::Base64 => base64(&d.0),
     };
     if a.verbose {
-        println!("Calculated SEV_SNP guest measurement: {m}");
+        outln!("Calculated SEV_SNP guest measurement: {m}");
     } else {
-        println!("{m}");
+        outln!("{m}");
     }
     Ok(())
 }
@@ -343,24 +343,15 @@ pub fn run(c: MeasureCommand) -> anyhow::Result<()> {
 }
 
 pub mod deployment {
-    //! `mpk measure deployment`: reads a base image (its `image.json` and
-    //! the files it names, each checked by SHA-256) and a model (its
-    //! manifest, or `.info` and identity) and computes the deployment
-    //! document ([`mpk_model::deployment::Deployment`]).
+    //! `mpk measure deployment`: arguments →
+    //! [`mpk_pack::deploy::DeploymentInputs`], and the document printed or
+    //! published.
     use std::collections::BTreeMap;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
-    use anyhow::{Context, bail, ensure};
+    use anyhow::bail;
     use clap::Args;
-    use mpk_measure::snp::{self, SevHashes, SnpLaunch};
-    use mpk_measure::tdx;
-    use mpk_model::cmdline;
-    use mpk_model::deployment::{
-        BaseImage, Deployment, FileRef, INPUT_NAMES, InputsSha256, MODELS_PLACEHOLDER, VmShape,
-    };
-    use mpk_model::{Identity, PackKind, Reference};
-    use serde::Deserialize;
-    use sha2::{Digest, Sha256};
+    use mpk_pack::deploy::{DeploymentInputs, ModelInput};
 
     /// Arguments of `mpk measure deployment`.
     #[derive(Debug, Args)]
@@ -389,193 +380,44 @@ pub mod deployment {
         pub inputs: Vec<String>,
         /// Write the document here instead of standard output.
         #[arg(short, long, value_name = "FILE")]
-        pub output: Option<PathBuf>,
+        pub output: Option<camino::Utf8PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long, requires = "output")]
+        pub force: bool,
     }
 
-    #[derive(Deserialize)]
-    struct ManifestFields {
-        identity: String,
-        reference: String,
-        /// Present for an encrypted build: the guest opens the `.empk`.
-        encryption: Option<EncryptionFields>,
-    }
-
-    /// The part of a manifest's `encryption` the deployment uses.
-    #[derive(Deserialize)]
-    struct EncryptionFields {
-        encrypted_reference: String,
-    }
-
-    fn sha256_hex(data: &[u8]) -> String {
-        hex::encode(Sha256::digest(data))
-    }
-
-    /// Reads one base-image input and checks its sha256.
-    fn load_input(
-        base: &Path,
-        name: &str,
-        r: &FileRef,
-        overrides: &BTreeMap<String, PathBuf>,
-    ) -> anyhow::Result<Vec<u8>> {
-        let path = match (overrides.get(name), &r.path, &r.nix) {
-            (Some(p), _, _) => p.clone(),
-            (None, Some(p), _) => base.join(p),
-            (None, None, Some(n)) => bail!(
-                "{name} is the Nix output `{n}`{}; build it and pass --input {name}=PATH",
-                r.file
-                    .as_deref()
-                    .map(|f| format!(" (file `{f}`)"))
-                    .unwrap_or_default()
-            ),
-            (None, None, None) => unreachable!("validated"),
-        };
-        let data = super::read(name, &path)?;
-        let got = sha256_hex(&data);
-        ensure!(
-            got == r.sha256,
-            "{name} {}: sha256 is {got}, but image.json says {}",
-            path.display(),
-            r.sha256
-        );
-        Ok(data)
-    }
-
-    /// Builds the deployment document.
-    pub fn deployment(a: &DeploymentArgs) -> anyhow::Result<Deployment> {
-        let image_path = a.base.join("image.json");
-        let image_text = std::fs::read_to_string(&image_path)
-            .with_context(|| format!("reading {}", image_path.display()))?;
-        let image = BaseImage::parse(&image_text)
-            .with_context(|| format!("in {}", image_path.display()))?;
-        let folder_name = std::fs::canonicalize(&a.base)
-            .with_context(|| format!("resolving {}", a.base.display()))?
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let base_name = image.name.clone().unwrap_or(folder_name);
-        let mut overrides = BTreeMap::new();
-        for i in &a.inputs {
-            let Some((k, v)) = i.split_once('=') else {
-                bail!("--input `{i}` is not NAME=PATH");
+    impl DeploymentArgs {
+        /// The engine's inputs.
+        pub fn inputs(&self) -> anyhow::Result<DeploymentInputs> {
+            let model = match (&self.manifest, &self.model, &self.identity) {
+                (Some(m), _, _) => ModelInput::Manifest(m.clone()),
+                (None, Some(info), Some(id)) => ModelInput::Info {
+                    info: info.clone(),
+                    identity: id.clone(),
+                },
+                _ => bail!("give --model OUT.info --identity ID, or --manifest FILE"),
             };
-            ensure!(
-                INPUT_NAMES.contains(&k),
-                "--input {k}: not one of {}",
-                INPUT_NAMES.join(", ")
-            );
-            overrides.insert(k.to_string(), PathBuf::from(v));
-        }
-        let (identity, reference, manifest, model_info) = match (&a.manifest, &a.model, &a.identity)
-        {
-            (Some(m), _, _) => {
-                let text = super::read("manifest", m)?;
-                let f: ManifestFields = serde_json::from_slice(&text).with_context(|| {
-                    format!("reading identity and reference from {}", m.display())
-                })?;
-                let reference = match f.encryption {
-                    Some(e) => e.encrypted_reference,
-                    None => f.reference,
+            let mut overrides = BTreeMap::new();
+            for i in &self.inputs {
+                let Some((k, v)) = i.split_once('=') else {
+                    bail!("--input `{i}` is not NAME=PATH");
                 };
-                (f.identity, reference, Some(sha256_hex(&text)), None)
+                overrides.insert(k.to_string(), PathBuf::from(v));
             }
-            (None, Some(info), Some(id)) => {
-                let text = super::read("model reference", info)?;
-                let s = String::from_utf8(text.clone())
-                    .with_context(|| format!("{} is not UTF-8", info.display()))?;
-                let s = s.strip_suffix('\n').unwrap_or(&s).to_string();
-                (id.clone(), s, None, Some(sha256_hex(&text)))
-            }
-            _ => bail!("give --model OUT.info --identity ID, or --manifest FILE"),
-        };
-        let identity: Identity = identity.parse()?;
-        let reference: Reference = reference.parse()?;
-        // An encrypted pack's reference carries the partition GUID; its
-        // word is marked `:crypt` so the guest stacks dm-crypt under verity.
-        let crypt = match identity.pack_kind(&reference.uuid) {
-            Some(PackKind::Encrypted) => ":crypt",
-            _ => "",
-        };
-        let words = cmdline::parse(&format!("mpk.model={identity}:{reference}{crypt}"))
-            .context("building the mpk.model= word")?
-            .to_words();
-        let cmdline = image.cmdline.replace(MODELS_PLACEHOLDER, &words);
-        // The guest parses exactly what we measure, with the same code.
-        let parsed = cmdline::parse(&cmdline).context("the command line does not parse back")?;
-        ensure!(
-            parsed.models.len() == 1 && parsed.models[0].word() == words,
-            "the base image's command line adds mpk.model= words of its own"
-        );
-
-        let ovmf = load_input(&a.base, "snp_ovmf", &image.snp_ovmf, &overrides)?;
-        let tdvf = image
-            .tdvf
-            .as_ref()
-            .map(|t| load_input(&a.base, "tdvf", t, &overrides))
-            .transpose()?;
-        let kernel = load_input(&a.base, "kernel", &image.kernel, &overrides)?;
-        let initrd = load_input(&a.base, "initrd", &image.initrd, &overrides)?;
-        let vcpu = image.vcpu().expect("validated");
-        let snp = snp::launch_digest(&SnpLaunch {
-            firmware: &ovmf,
-            firmware_digest: None,
-            hashes: Some(SevHashes::new(&kernel, Some(&initrd), Some(&cmdline))),
-            vcpus: image.vcpus,
-            vcpu_signature: vcpu.signature(),
-            guest_features: image.guest_features,
-        })
-        .context("SEV-SNP launch digest")?;
-        let memory = image
-            .memory_mb
-            .checked_mul(1 << 20)
-            .context("memory_mb too large")?;
-        let t = tdx::measure(&tdx::TdxLaunch {
-            firmware: tdvf.as_deref(),
-            mrtd_order: image.mrtd_order()?,
-            kernel: &kernel,
-            initrd: &initrd,
-            cmdline: &cmdline,
-            memory,
-        })
-        .context("TDX measurements")?;
-
-        Ok(Deployment {
-            version: 1,
-            identity: identity.to_string(),
-            reference: reference.to_string(),
-            base_image: base_name,
-            cmdline,
-            snp_measurement: snp.to_string(),
-            tdx_measurement: (&t).into(),
-            vm_shape: VmShape {
-                cpus: image.vcpus,
-                memory_mb: image.memory_mb,
-                gpus: image.gpus,
-                disks: 1,
-                vcpu_type: image.vcpu_type.clone(),
-                guest_features: image.guest_features,
-                vmm_type: "QEMU".into(),
-            },
-            inputs_sha256: InputsSha256 {
-                image_json: sha256_hex(image_text.as_bytes()),
-                snp_ovmf: image.snp_ovmf.sha256.clone(),
-                tdvf: image.tdvf.as_ref().map(|t| t.sha256.clone()),
-                kernel: image.kernel.sha256.clone(),
-                initrd: image.initrd.sha256.clone(),
-                manifest,
-                model_info,
-            },
-            mpk_version: env!("CARGO_PKG_VERSION").into(),
-        })
+            Ok(DeploymentInputs {
+                base: self.base.clone(),
+                model,
+                overrides,
+            })
+        }
     }
 
     /// Runs `mpk measure deployment`.
     pub fn run(a: DeploymentArgs) -> anyhow::Result<()> {
-        let text = deployment(&a)?.to_json();
+        let text = mpk_pack::deploy::deployment(&a.inputs()?)?.to_json();
         match &a.output {
-            None => print!("{text}"),
-            Some(o) => {
-                std::fs::write(o, text).with_context(|| format!("writing {}", o.display()))?
-            }
+            None => out!("{text}"),
+            Some(o) => mpk_pack::output::write_file(o, text.as_bytes(), a.force)?,
         }
         Ok(())
     }

@@ -1,26 +1,15 @@
-//! `mpk pack`: a model folder becomes `OUT.mpk` (EROFS image + dm-verity
-//! superblock and tree) and `OUT.info` (the reference string), written
-//! under temporary names and renamed only when complete.
+//! `mpk pack`: arguments → [`mpk_pack::pack::PackOptions`], and the
+//! reference (or the JSON report) printed.
 
-use anyhow::{Context, Result, bail};
-use camino::{Utf8Path, Utf8PathBuf};
+use anyhow::Result;
+use camino::Utf8PathBuf;
 use clap::{Args, ValueEnum};
-use mpk_erofs::{NodeId, NodeKind};
-use serde::Serialize;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
-
-use crate::output::Outputs;
-use crate::{pack, scan, tools};
 use mpk_model::Identity;
-use mpk_model::Reference;
-
-/// Name of the default (and so far only) schema.
-pub const SCHEMA: &str = "modelwrap-v1";
+use mpk_pack::pack::PackOptions;
 
 /// How the image is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
+pub enum BackendArg {
     /// mpk's own single-pass writer (default).
     Native,
     /// The reference pipeline (mkfs.erofs 1.5 + veritysetup 2.6.1) on a
@@ -51,7 +40,7 @@ pub struct PackArgs {
     pub force: bool,
     /// Which implementation writes the image.
     #[arg(long, value_enum, default_value = "native")]
-    pub backend: Backend,
+    pub backend: BackendArg,
     /// No progress bar (one is shown only when standard error is a terminal).
     #[arg(long, short)]
     pub quiet: bool,
@@ -66,311 +55,42 @@ pub struct PackArgs {
     pub key_file: Option<Utf8PathBuf>,
 }
 
-/// One file in the JSON report.
-#[derive(Debug, Serialize)]
-pub struct FileReport {
-    /// Path inside the image.
-    pub path: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256 of the contents, lowercase hex (when computed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// First full data block, or null.
-    pub first_block: Option<u64>,
-    /// Block holding the tail (inline after the inode, or a tail block), or null.
-    pub tail_block: Option<u64>,
-}
-
-/// The JSON report of `mpk pack --json`.
-#[derive(Debug, Serialize)]
-pub struct PackReport {
-    /// `<root>_<hash offset>_<uuid>`.
-    pub reference: String,
-    /// dm-verity root hash, hex.
-    pub root_hash: String,
-    /// Byte offset of the verity superblock (= image length).
-    pub hash_offset: u64,
-    /// EROFS and verity UUID.
-    pub uuid: String,
-    /// dm-verity salt, hex.
-    pub salt: String,
-    /// Schema name.
-    pub schema: &'static str,
-    /// The model identity.
-    pub identity: String,
-    /// Every regular file, in image order (depth-first, byte-sorted).
-    pub files: Vec<FileReport>,
-    /// With `--encrypt`: the encrypted container.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub encryption: Option<EncryptionReport>,
-}
-
-/// The encrypted container of `mpk pack --encrypt`.
-#[derive(Debug, Serialize)]
-pub struct EncryptionReport {
-    /// `<root>_<hash offset>_<partition uuid>`: what `OUT.info` holds and
-    /// the guest's `mpk.model=…:crypt` word carries. The root is the
-    /// plaintext `.mpk`'s, so the public commitment is unchanged.
-    pub encrypted_reference: String,
-    /// The partition's unique GUID (UUIDv5 of identity + `-emwp-outer`).
-    pub partition_uuid: String,
-    /// The disk GUID (UUIDv5 of the root hash hex + `-emwp-disk`).
-    pub disk_guid: String,
-    /// dm-crypt cipher.
-    pub cipher: &'static str,
-    /// dm-crypt sector size.
-    pub sector_size: u32,
-    /// Byte offset of the encrypted payload (the `.mpk` bytes) in the image.
-    pub payload_offset: u64,
-    /// Length of the whole `.empk`.
-    pub image_len: u64,
+impl From<BackendArg> for mpk_pack::pack::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Native => Self::Native,
+            BackendArg::Tools => Self::Tools,
+        }
+    }
 }
 
 /// Runs `mpk pack`.
 pub fn run(a: PackArgs) -> Result<()> {
-    let report = pack(&a, a.json)?;
-    let mut stdout = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut stdout, &report)?;
-        writeln!(stdout)?;
-    } else if let Some(e) = &report.encryption {
-        writeln!(stdout, "{}", e.encrypted_reference)?;
-    } else {
-        writeln!(stdout, "{}", report.reference)?;
-    }
-    Ok(())
-}
-
-/// Packs `a.dir` into `a.output` (and its `.info`) and returns the report;
-/// with `hash_files` the report carries each file's SHA-256, computed in the
-/// same single pass. Nothing is left at the output paths on failure.
-pub fn pack(a: &PackArgs, hash_files: bool) -> Result<PackReport> {
-    pack_checked(a, hash_files, None)
-}
-
-/// Like [`pack()`], and when `expected` (path → lowercase hex SHA-256) is
-/// given, every file's SHA-256 computed in the single pass must equal it,
-/// and the set of files must be the same, before anything is renamed into
-/// place: a mismatch leaves no output.
-pub fn pack_checked(
-    a: &PackArgs,
-    hash_files: bool,
-    expected: Option<&std::collections::BTreeMap<String, String>>,
-) -> Result<PackReport> {
-    let hash_files = hash_files || expected.is_some();
-    if a.threads == Some(0) {
-        bail!("--threads must be at least 1");
-    }
-    if a.encrypt && a.backend == Backend::Tools {
-        bail!(
-            "--backend tools writes a plaintext image first; --encrypt needs the native backend, which never does"
-        );
-    }
-    let outputs = Outputs::new(&a.output, if a.encrypt { "empk" } else { "mpk" }, a.force)?;
     // A bad key file fails before any work.
-    let key = match (&a.key_file, a.encrypt) {
-        (Some(k), true) => Some(crate::cmd_crypt::read_master_key(k)?),
-        (None, true) => bail!("--encrypt needs --key-file"),
-        (_, false) => None,
+    let key = match &a.key_file {
+        Some(k) => Some(crate::cmd_crypt::read_master_key(k)?),
+        None => None,
     };
-    let uuid = a.identity.uuid();
-    let salt = a.identity.salt();
-    let scan = scan::scan(a.dir.as_std_path())?;
-    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
-        .with_context(|| format!("cannot lay out `{}`", a.dir))?;
-    let threads = a.threads.unwrap_or(0);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start the hashing threads")?;
-    let native = |out: Option<&std::fs::File>,
-                  encrypt: Option<pack::Encrypt<'_>>,
-                  hash_files: bool,
-                  what: &str|
-     -> Result<pack::Packed> {
-        let bar = crate::progress::bytes_bar(layout.image_len(), what, a.quiet);
-        let packed = pack::pack_into(
-            &scan,
-            &layout,
-            &pack::PackParams {
-                salt: &salt,
-                uuid: *uuid.as_bytes(),
-                out,
-                encrypt,
-                hash_files,
-                progress: &|n| crate::progress::inc(&bar, n),
-            },
-            &pool,
-        )?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        Ok(packed)
-    };
-
-    if let Some(key) = key {
-        // The dm-crypt key derives from the root hash (Modelwrap's HKDF
-        // salt), so the root must be known before the first ciphertext
-        // byte: one hashing pass writes nothing (and checks the expected
-        // file hashes), the second encrypts as it packs. The alternative,
-        // one pass that encrypts a plaintext image afterwards, would put
-        // the plaintext on disk.
-        let first = native(None, None, hash_files, "hashing")?;
-        let reference = Reference {
-            root: first.root,
-            hash_offset: layout.image_len(),
-            uuid,
-        };
-        let mut report = report(&scan, &layout, &reference, &a.identity, &first.sha256);
-        check_expected(&report, expected)?;
-        let (cipher, container, enc) =
-            crate::cmd_crypt::pack_crypto(&key, &reference, &a.identity)?;
-        drop(key);
-        let tmp = outputs.temp_mpk()?;
-        let f = tmp.as_file();
-        let base = container.payload_offset();
-        let write_err = || format!("cannot write `{}`", a.output);
-        f.write_all_at(&container.head(), 0)
-            .with_context(write_err)?;
-        let second = native(
-            Some(f),
-            Some(pack::Encrypt {
-                cipher: &cipher,
-                base,
-            }),
-            false,
-            "encrypting",
-        )?;
-        if second.root != first.root {
-            bail!(
-                "the input changed between the hashing and the encrypting pass (root {} then {}); nothing was written",
-                hex::encode(first.root),
-                hex::encode(second.root)
-            );
-        }
-        f.write_all_at(&container.tail(), base + container.payload_len)
-            .with_context(write_err)?;
-        report.encryption = Some(EncryptionReport {
-            encrypted_reference: enc.to_string(),
-            partition_uuid: enc.uuid.to_string(),
-            disk_guid: container.disk_guid.to_string(),
-            cipher: "aes-xts-plain64",
-            sector_size: mpk_crypt::CRYPT_SECTOR as u32,
-            payload_offset: base,
-            image_len: container.image_len(),
-        });
-        outputs.commit(tmp, &enc.to_string())?;
-        return Ok(report);
-    }
-
-    let (mpk_tmp, root, sha256) = match a.backend {
-        Backend::Native => {
-            let tmp = outputs.temp_mpk()?;
-            let packed = native(Some(tmp.as_file()), None, hash_files, "packing")?;
-            (tmp, packed.root, packed.sha256)
-        }
-        Backend::Tools => {
-            let tmp = outputs.temp_mpk()?;
-            let root = tools::reference_pack(&scan, &a.identity, tmp.path())?;
-            let sha256 = if hash_files {
-                crate::hashing::file_sha256s(&scan)?
-            } else {
-                Default::default()
-            };
-            (tmp, root, sha256)
-        }
-    };
-    let reference = Reference {
-        root,
-        hash_offset: layout.image_len(),
-        uuid,
-    };
-    let report = report(&scan, &layout, &reference, &a.identity, &sha256);
-    check_expected(&report, expected)?;
-    outputs.commit(mpk_tmp, &reference.to_string())?;
-    Ok(report)
-}
-
-/// With `expected` (path → lowercase hex SHA-256): every file's hash must
-/// equal it and the set of files must be the same.
-fn check_expected(
-    report: &PackReport,
-    expected: Option<&std::collections::BTreeMap<String, String>>,
-) -> Result<()> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
-    for f in &report.files {
-        match expected.get(&f.path) {
-            None => bail!(
-                "`{}` is not in the expected file list; nothing was written",
-                f.path
-            ),
-            Some(want) if f.sha256.as_deref() != Some(want.as_str()) => bail!(
-                "`{}` has sha256 {} but {want} was expected; nothing was written",
-                f.path,
-                f.sha256.as_deref().unwrap_or("?")
-            ),
-            Some(_) => {}
-        }
-    }
-    if let Some(missing) = expected
-        .keys()
-        .find(|p| !report.files.iter().any(|f| &f.path == *p))
-    {
-        bail!("expected file `{missing}` is missing; nothing was written");
+    let report = mpk_pack::pack::pack(
+        PackOptions {
+            dir: a.dir,
+            identity: a.identity,
+            output: a.output,
+            threads: a.threads,
+            force: a.force,
+            backend: a.backend.into(),
+            hash_files: a.json,
+            key,
+            expected: None,
+        },
+        &crate::progress::Bars::new(a.quiet),
+    )?;
+    if a.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(e) = &report.encryption {
+        outln!("{}", e.encrypted_reference);
+    } else {
+        outln!("{}", report.reference);
     }
     Ok(())
-}
-
-fn report(
-    scan: &scan::Scan,
-    layout: &mpk_erofs::Layout,
-    reference: &Reference,
-    identity: &Identity,
-    sha256: &std::collections::HashMap<NodeId, [u8; 32]>,
-) -> PackReport {
-    let mut files = Vec::new();
-    // Image order: depth-first with byte-sorted children, as the planner walks.
-    let mut stack = vec![mpk_erofs::Tree::ROOT];
-    while let Some(id) = stack.pop() {
-        match &scan.tree.node(id).kind {
-            NodeKind::Dir { children } => {
-                let mut c = children.clone();
-                c.sort_by(|x, y| scan.tree.node(*y).name.cmp(&scan.tree.node(*x).name));
-                stack.extend(c);
-            }
-            NodeKind::File { size } => {
-                let pl = layout.placement(id);
-                files.push(FileReport {
-                    path: scan.tree.path(id),
-                    size: *size,
-                    sha256: sha256.get(&id).map(hex::encode),
-                    first_block: pl.first_block,
-                    tail_block: pl.tail_block(),
-                });
-            }
-        }
-    }
-    PackReport {
-        reference: reference.to_string(),
-        root_hash: hex::encode(reference.root),
-        hash_offset: reference.hash_offset,
-        uuid: reference.uuid.to_string(),
-        salt: hex::encode(identity.salt()),
-        schema: SCHEMA,
-        identity: identity.to_string(),
-        files,
-        encryption: None,
-    }
-}
-
-/// Checks an output path ends in `.ext` (`mpk`, or `empk` for an
-/// encrypted pack) and returns its `.info` sibling.
-pub fn info_path(mpk: &Utf8Path, ext: &str) -> Result<Utf8PathBuf> {
-    if mpk.extension() != Some(ext) || mpk.file_stem().is_none_or(str::is_empty) {
-        bail!("output `{mpk}` must end in `.{ext}`");
-    }
-    Ok(mpk.with_extension("info"))
 }

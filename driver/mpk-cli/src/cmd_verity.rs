@@ -72,7 +72,7 @@ pub fn run(c: VerityCommand) -> anyhow::Result<()> {
     match c {
         VerityCommand::Format(a) => {
             let root = format(&a)?;
-            println!("{}", hex::encode(root));
+            outln!("{}", hex::encode(root));
             Ok(())
         }
     }

@@ -1,5 +1,23 @@
-//! The `mpk` command line: argument parsing (clap) and the I/O edges that
-//! feed the pure format crates (`mpk-erofs`, `mpk-verity`).
+//! The `mpk` command line: clap arguments → the engine's typed options
+//! (`mpk-pack`), printing, progress bars, signals and exit codes.
+
+/// Writes to standard output like `print!`, but returns the error (a closed
+/// pipe among them) instead of panicking; `main` ends quietly on a closed
+/// pipe.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*).map_err($crate::stdout_error)?
+    }};
+}
+
+/// [`out!`] with a newline, like `println!`.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*).map_err($crate::stdout_error)?
+    }};
+}
 
 pub mod cmd_attest;
 pub mod cmd_crypt;
@@ -9,19 +27,23 @@ pub mod cmd_measure;
 pub mod cmd_pack;
 pub mod cmd_verify;
 pub mod cmd_verity;
-pub mod hashing;
-pub mod output;
-pub mod pack;
 pub mod progress;
 pub mod reference;
-pub mod scan;
-pub mod tools;
+
+// Transitional: the Hub commands still reach the engine modules by these
+// names until they move into mpk-pack themselves.
+pub use mpk_pack::pipeline as pack;
+pub use mpk_pack::{hashing, output, scan};
 
 use clap::{Parser, Subcommand};
 
 /// Verifiable model packing: byte-exact EROFS + dm-verity images.
 #[derive(Debug, Parser)]
-#[command(name = "mpk", version, about)]
+#[command(
+    name = "mpk",
+    version,
+    about = "Verifiable model packs: pin Hugging Face models, pack them byte-exactly (EROFS + dm-verity), reproduce and verify packs, compute expected launch measurements, verify attestations"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -68,4 +90,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encrypt(a) => cmd_crypt::run_encrypt(a),
         Command::Initrd(a) => cmd_initrd::run(a),
     }
+}
+
+/// Standard output was closed (a pipe whose reader went away).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// The error of a write to standard output: [`StdoutClosed`] for a closed
+/// pipe, else the I/O error with context.
+pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(e).context("cannot write to standard output")
+    }
+}
+
+/// Prints `e` on standard error (unless standard output was closed) and
+/// returns its exit code: 1 for a negative finding, 141 for a closed
+/// standard output, 2 for anything else.
+pub fn report_error(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<StdoutClosed>()) {
+        return 141;
+    }
+    eprintln!("error: {e:#}");
+    if mpk_pack::Finding::in_chain(e) { 1 } else { 2 }
 }

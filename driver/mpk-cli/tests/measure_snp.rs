@@ -527,7 +527,7 @@ fn refused(e: &Env, name: &str, fw: &[u8], kernel: bool, want: &str) {
     }
     let out = common::mpk().args(args(&c)).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+    assert_eq!(out.status.code(), Some(2), "{name}: {err}");
     assert!(out.stdout.is_empty(), "{name}");
     assert!(err.contains(want), "{name}: want {want:?} in {err:?}");
 }

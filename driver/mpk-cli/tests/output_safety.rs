@@ -1,5 +1,8 @@
-//! Output safety under failure: an interrupted pack (SIGINT, SIGTERM) and
-//! a full disk (ENOSPC) leave no `.mpk`, no `.info` and no temporary file.
+//! Output safety under failure: an interrupted pack (SIGINT, SIGTERM), a
+//! killed one (SIGKILL) and a full disk (ENOSPC) leave no `.mpk`, no
+//! `.info` and no temporary file. (The named-temporary fallback for
+//! filesystems without `O_TMPFILE` is tested in `mpk_pack::output`: every
+//! filesystem this kernel mounts has `O_TMPFILE`.)
 
 mod common;
 
@@ -18,26 +21,32 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-fn interrupted_by(signal: &str, code: i32) {
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
-    std::fs::create_dir(&model).unwrap();
-    // A big sparse file keeps the pack busy for seconds.
-    let f = std::fs::File::create(model.join("weights.bin")).unwrap();
-    f.set_len(8 << 30).unwrap();
-    let out = tmp.path().join("out");
-    std::fs::create_dir(&out).unwrap();
+/// The open files of process `pid` that live in `dir` (an unnamed output
+/// shows as `<dir>/#<inode> (deleted)`).
+fn open_in(pid: u32, dir: &Path) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.starts_with(dir))
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Starts `mpk pack` of a large sparse model into `out/m.mpk` and returns
+/// once it holds its output open (busy writing).
+fn busy_pack(model: &Path, out: &Path) -> std::process::Child {
     let mut child = common::mpk()
         .arg("pack")
-        .arg(&model)
-        .args(["--identity", ID, "--threads", "1", "-o"])
+        .arg(model)
+        .args(["--identity", ID, "--threads", "1", "--force", "-o"])
         .arg(out.join("m.mpk"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while listing(&out).is_empty() {
+    while open_in(child.id(), out).is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "pack never started writing"
@@ -48,16 +57,37 @@ fn interrupted_by(signal: &str, code: i32) {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    let tmpname = listing(&out).join(",");
-    assert!(
-        tmpname.starts_with(".m.mpk.") && tmpname.ends_with(".tmp"),
-        "{tmpname}"
-    );
+    child
+}
+
+fn sparse_model(tmp: &Path) -> std::path::PathBuf {
+    let model = tmp.join("model");
+    std::fs::create_dir(&model).unwrap();
+    // A big sparse file keeps the pack busy for seconds.
+    let f = std::fs::File::create(model.join("weights.bin")).unwrap();
+    f.set_len(8 << 30).unwrap();
+    model
+}
+
+fn kill(signal: &str, child: &std::process::Child) {
     let st = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+fn interrupted_by(signal: &str, code: i32) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = sparse_model(tmp.path());
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let child = busy_pack(&model, &out);
+    // Written unnamed: nothing is visible in the folder while it runs.
+    assert_eq!(listing(&out), Vec::<String>::new());
+    let open = open_in(child.id(), &out).join(",");
+    assert!(open.contains("(deleted)"), "{open}");
+    kill(signal, &child);
     let o = child.wait_with_output().unwrap();
     assert_eq!(
         o.status.code(),
@@ -70,6 +100,24 @@ fn interrupted_by(signal: &str, code: i32) {
         listing(&out),
         Vec::<String>::new(),
         "leftovers after SIG{signal}"
+    );
+}
+
+#[test]
+fn sigkill_leaves_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = sparse_model(tmp.path());
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let child = busy_pack(&model, &out);
+    kill("KILL", &child);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.signal(), Some(9));
+    assert_eq!(
+        listing(&out),
+        Vec::<String>::new(),
+        "leftovers after SIGKILL"
     );
 }
 

@@ -9,8 +9,8 @@
 mod common;
 
 use camino::Utf8PathBuf;
-use mpk_cli::cmd_verify::verify;
 use mpk_model::{Identity, Reference};
+use mpk_pack::verify::verify;
 use std::os::unix::fs::FileExt;
 
 #[test]

@@ -540,7 +540,7 @@ fn assert_refused(same_file: bool, opts: &[&str], needles: &[&str]) {
     let mut args: Vec<OsString> = vec!["format".into(), data.into(), hash.into()];
     args.extend(opts.iter().map(OsString::from));
     let mo = common::mpk().arg("verity").args(&args).output().unwrap();
-    assert_eq!(mo.status.code(), Some(1), "mpk on {opts:?}\n{}", text(&mo));
+    assert_eq!(mo.status.code(), Some(2), "mpk on {opts:?}\n{}", text(&mo));
     assert!(mo.stdout.is_empty(), "{}", text(&mo));
     let err = String::from_utf8_lossy(&mo.stderr);
     for n in needles {

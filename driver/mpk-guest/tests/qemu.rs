@@ -266,22 +266,21 @@ fn setup() -> Result<Env, String> {
             .map(|p| p.to_string())
             .map_err(|p| format!("{p:?}"))
     };
-    let mpk_cli::Command::Pack(args) = cli(&[
-        "pack",
-        &utf8(&model)?,
-        "--identity",
-        IDENTITY,
-        "-o",
-        &utf8(&good)?,
-        "--threads",
-        "1",
-        "--force",
-        "-q",
-    ])?
-    else {
-        unreachable!()
-    };
-    let report = mpk_cli::cmd_pack::pack(&args, false).map_err(|e| format!("{e:#}"))?;
+    let report = mpk_pack::pack::pack(
+        mpk_pack::pack::PackOptions {
+            dir: Utf8PathBuf::from(utf8(&model)?),
+            identity: IDENTITY.parse().map_err(|e| format!("{e}"))?,
+            output: Utf8PathBuf::from(utf8(&good)?),
+            threads: Some(1),
+            force: true,
+            backend: mpk_pack::pack::Backend::Native,
+            hash_files: false,
+            key: None,
+            expected: None,
+        },
+        &mpk_pack::Silent,
+    )
+    .map_err(|e| format!("{e:#}"))?;
 
     // The encrypted fixture, made by the CLI's own code.
     let mut keys = Vec::new();

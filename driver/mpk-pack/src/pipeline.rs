@@ -243,7 +243,7 @@ impl Encrypt<'_> {
     /// Encrypts `buf` (whole blocks at payload offset `off`) in place on all
     /// cores of `pool`.
     fn encrypt(&self, buf: &mut [u8], off: u64, pool: &rayon::ThreadPool) -> std::io::Result<()> {
-        pool.install(|| crate::cmd_crypt::per_block(buf, off, |s, o| self.cipher.encrypt(s, o)))
+        pool.install(|| crate::encrypted::per_block(buf, off, |s, o| self.cipher.encrypt(s, o)))
             .map_err(std::io::Error::other)
     }
 }
