@@ -3,8 +3,9 @@
 # fixed-output fetches.
 #
 # Every file of the lock is a fixed-output `fetchurl` of the Hub's resolve
-# URL at the locked commit, pinned by the lock's sha256 (for an LFS file that
-# is the Hub's own LFS sha256), with a valid store name `hf-<index>-<path>`.
+# URL at the locked commit, pinned by the lock's sha256 as an SRI `hash`
+# (for an LFS file that is the Hub's own LFS sha256), with a valid store
+# name `hf-<index>-<path>`.
 # The build step has no network: the fetched files are laid out as a Hugging
 # Face cache (blobs/<etag> -> the store paths) and `mpk build --lock` runs with
 # HF_HUB_OFFLINE=1, so it verifies every file again (size, git blob SHA-1 or
@@ -25,8 +26,8 @@ in
   name ? null,
   # Where the files are fetched from (the hash pins the bytes either way).
   endpoint ? "https://huggingface.co",
-  # Extra arguments for every fetchurl (e.g. `curlOptsList` or `netrcPhase`
-  # for a private repo's token).
+  # Extra arguments for every fetchurl (never a token: it would be in the
+  # world-readable .drv).
   fetchurlArgs ? { },
   # Hashing threads inside the build (default: all cores of the builder).
   threads ? null,
@@ -54,7 +55,14 @@ let
       name = fname;
       # The cache blob name mpk looks for: the LFS sha256, else the git oid.
       etag = f.lfs_sha256 or f.git_oid;
-      src = fetchurl (fetchurlArgs // { name = fname; inherit url sha256; });
+      src = fetchurl (
+        {
+          name = fname;
+          inherit url;
+          hash = hf.sriSha256 sha256;
+        }
+        // fetchurlArgs
+      );
     }
   ) (builtins.length l.files);
   cacheRepo = "cache/models--${builtins.replaceStrings [ "/" ] [ "--" ] repo}";
