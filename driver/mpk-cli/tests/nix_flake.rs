@@ -24,7 +24,10 @@
 //! flake.nix): `callPackage` results are overridable, so the old
 //! `checks.<system> = callPackage ./nix/checks.nix { … }` fails here as it
 //! does against real nixpkgs (`old_checks_expression_fails_…`), and
-//! `fetchurl` has the real arguments and rules.
+//! `fetchurl` has the real arguments, TLS rule and netrc hooks, which the
+//! gated-model test uses: the mock Hub requires a token for one fixture,
+//! `nix build` fetches it with HF_TOKEN in its environment and fails, naming
+//! HF_TOKEN, without it, and the token is nowhere in the store or the logs.
 //!
 //! Needs Nix >= 2.26 (what nixpkgs 25.11 supports; Debian bookworm's 2.8 is
 //! too old and is never used): `$MPK_NIX`, else
@@ -344,7 +347,8 @@ fn sri(hex_sha: &str) -> String {
 
 /// Every generated fetch matches its lock entry: store name, resolve URL
 /// at the locked commit (percent-encoded as mpk does), and the sha256 pin
-/// (the LFS sha256 where there is one) as the fetch's SRI `hash`.
+/// (the LFS sha256 where there is one) as the fetch's SRI `hash`; it takes
+/// HF_TOKEN by name only, through netrc, with TLS verified.
 fn check_fetches(f: &Flake, short: &str) {
     let lock: Value = serde_json::from_slice(
         &std::fs::read(f.flake().join(format!("models/{short}.lock.json"))).unwrap(),
@@ -358,7 +362,7 @@ fn check_fetches(f: &Flake, short: &str) {
         &f.flake_ref(&format!("packages.{SYSTEM}.model-{short}.files")),
         "--apply",
         "map (f: { inherit (f) path name url sha256; drvName = f.src.name; \
-         drvUrl = f.src.url; drvHash = f.src.outputHash; })",
+         drvUrl = f.src.url; drvHash = f.src.outputHash; drvPath = f.src.drvPath; })",
     ]);
     let files = lock["files"].as_array().unwrap();
     let got = got.as_array().unwrap();
@@ -384,6 +388,32 @@ fn check_fetches(f: &Flake, short: &str) {
         assert_eq!(g["sha256"], sha, "{path}");
         assert_eq!(g["drvHash"], sri(sha).as_str(), "{path}");
     }
+    // The fetch derivation as Nix wrote it: the token by name only, the
+    // netrc hook, TLS checked against a CA bundle (not /no-cert-file.crt).
+    let drv = got[0]["drvPath"].as_str().unwrap();
+    let shown = f.json(&["derivation", "show", drv]);
+    let env = &shown[drv]["env"];
+    assert_eq!(
+        env["outputHash"],
+        sri(files[0]["sha256"].as_str().unwrap()).as_str()
+    );
+    let impure: Vec<&str> = env["impureEnvVars"].as_str().unwrap().split(' ').collect();
+    assert!(impure.contains(&"HF_TOKEN"), "{impure:?}");
+    assert!(
+        env["netrcPhase"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    assert!(
+        env["postHook"]
+            .as_str()
+            .unwrap()
+            .contains("--netrc-file $PWD/netrc")
+    );
+    let cert = env["SSL_CERT_FILE"].as_str().unwrap();
+    assert!(cert.ends_with("/etc/ssl/certs/ca-bundle.crt"), "{cert}");
+    assert!(env["failureHook"].as_str().unwrap().contains("HF_TOKEN"));
 }
 
 /// Sorted keys of a JSON object.
@@ -795,4 +825,131 @@ fn old_checks_expression_fails_against_the_faithful_stand_in() {
         err.contains("nixfmt-rfc-style is now the same as pkgs.nixfmt"),
         "{err}"
     );
+}
+
+const GATED_REPO: &str = "acme/gated-fixture";
+const GATED_COMMIT: &str = "7777777777777777777777777777777777777777";
+
+/// Every file under `dir` (not following links) that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in rd {
+        let e = e.unwrap();
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            hits.extend(files_holding(&e.path(), needle));
+        } else if t.is_file() {
+            let b = std::fs::read(e.path()).unwrap_or_default();
+            if b.windows(needle.len()).any(|w| w == needle) {
+                hits.push(e.path());
+            }
+        }
+    }
+    hits
+}
+
+/// A token-gated model through the flake: without HF_TOKEN the fetch fails
+/// and the log names HF_TOKEN; with it the model builds, byte for byte what
+/// `mpk build` makes; and the token is in no store path, no .drv, no build
+/// log and no output of nix.
+#[test]
+fn gated_model_builds_with_the_token_only_and_the_token_stays_out_of_the_store() {
+    let Some(f) = setup() else { return };
+    let token = f.hub.token.clone();
+    // Other bytes than the public fixture's, so no fetch is shared.
+    let files = model()
+        .into_iter()
+        .map(|(p, mut d, lfs)| {
+            d.extend_from_slice(b"gated\n");
+            (p, d, lfs)
+        })
+        .collect();
+    f.hub.put(GATED_REPO, "main", GATED_COMMIT, files);
+    f.hub.gate(GATED_REPO);
+    let lock = f.flake().join("models/gated-fixture.lock.json");
+    let id = format!("{GATED_REPO}@{GATED_COMMIT}");
+    let lock_args = ["lock", &id, "-q", "-o", lock.to_str().unwrap()];
+    // The mock really gates it: no lock without the token.
+    let denied = common::mpk()
+        .args(lock_args)
+        .env("HF_ENDPOINT", &f.hub.endpoint)
+        .env("HF_HUB_CACHE", f.tmp.path().join("denied-cache"))
+        .env("HOME", f.tmp.path())
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HOME")
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    f.mpk_with("lock-cache", &lock_args, Some(&token));
+    let attr = f.flake_ref("model-gated-fixture");
+    let mut outputs = Vec::new();
+
+    let without = f.nix_with(&["build", "-L", "--no-link", &attr], None);
+    let err = String::from_utf8_lossy(&without.stderr).into_owned();
+    assert!(!without.status.success(), "built without a token:\n{err}");
+    assert!(err.contains("HF_TOKEN is not set"), "{err}");
+    assert!(err.contains(GATED_REPO), "{err}");
+    outputs.push(without);
+    // Nix kept the failed fetch's log, as plain text (the grep below reads
+    // the logs; the next build of the same .drv replaces it).
+    let logs = files_holding(&f.store().join("log"), b"HF_TOKEN is not set");
+    assert!(!logs.is_empty(), "no readable build log holds the hint");
+
+    let with = f.nix_with(&["build", "-L", "--json", "--no-link", &attr], Some(&token));
+    let err = String::from_utf8_lossy(&with.stderr).into_owned();
+    assert!(with.status.success(), "{err}");
+    assert!(!err.contains("HF_TOKEN is not set"), "{err}");
+    let built: Value = serde_json::from_slice(&with.stdout).unwrap();
+    let out = PathBuf::from(built[0]["outputs"]["out"].as_str().unwrap());
+    outputs.push(with);
+
+    // The same bytes as `mpk build` of the lock with the token.
+    let expected = f.tmp.path().join("expected-gated");
+    f.mpk_with(
+        "build-cache",
+        &[
+            "build",
+            GATED_REPO,
+            "--lock",
+            lock.to_str().unwrap(),
+            "-q",
+            "-o",
+            expected.to_str().unwrap(),
+        ],
+        Some(&token),
+    );
+    for ext in ["mpk", "info", "manifest.json"] {
+        let n = format!("{GATED_COMMIT}.{ext}");
+        assert!(
+            std::fs::read(out.join(&n)).unwrap()
+                == std::fs::read(expected.join(GATED_REPO).join(&n)).unwrap(),
+            "{n}: nix build and mpk build differ"
+        );
+    }
+
+    // Nowhere: the store (every .drv and output), Nix's state and logs
+    // (the successful fetches' logs are there too), what nix printed.
+    let fetched = files_holding(&f.store().join("log"), b"/resolve/");
+    assert!(fetched.len() >= model().len(), "{fetched:?}");
+    // The mock's own source holds its fixed token as a literal, and the
+    // Rust packages' source (a copy of the checkout) holds that file:
+    // exactly those copies are not a leak.
+    let mock_rs = std::fs::read(repo_root().join("driver/mpk-hub/src/mock.rs")).unwrap();
+    let hits: Vec<_> = files_holding(&f.store(), token.as_bytes())
+        .into_iter()
+        .filter(|p| {
+            !(p.ends_with("driver/mpk-hub/src/mock.rs")
+                && p.to_str().unwrap().contains("-source/")
+                && std::fs::read(p).unwrap() == mock_rs)
+        })
+        .collect();
+    assert!(hits.is_empty(), "the token is in {hits:?}");
+    for o in &outputs {
+        for b in [&o.stdout, &o.stderr] {
+            assert!(!b.windows(token.len()).any(|w| w == token.as_bytes()));
+        }
+    }
 }
