@@ -1,6 +1,7 @@
 //! Issues 6 and 14: the Nix flake, evaluated and built offline. nixpkgs cannot be
 //! fetched here, so a copy of the flake (flake.nix, flake.lock, nix/,
-//! models/*.lock.json plus a synthetic lock) is evaluated with
+//! models/*.lock.json plus a synthetic lock, and the workspace source its
+//! Rust packages take) is evaluated with
 //! `--override-input nixpkgs path:<copy of tests/nix/stand-in-nixpkgs>`,
 //! whose `rustPlatform.buildRustPackage` wraps the `mpk` binary under test
 //! and whose `fetchurl` fetches with curl (pointed at the mock Hub through
