@@ -19,8 +19,8 @@
 # models are unaffected. Because netrcPhase is set, nixpkgs' fetchurl
 # verifies TLS against its CA bundle (SSL_CERT_FILE) instead of the
 # `/no-cert-file.crt` it uses for a plain fetch with a known hash. A failed
-# fetch names HF_TOKEN in the build log (a failureHook, through fetchurl's
-# derivationArgs).
+# fetch names HF_TOKEN in the build log (a failureHook, which stdenv runs
+# when a builder fails).
 #
 # Impure variables come from the environment of whoever runs the builder:
 # `nix build` itself on a single-user install, the nix-daemon on a
@@ -79,17 +79,22 @@ let
       name = fname;
       # The cache blob name mpk looks for: the LFS sha256, else the git oid.
       etag = f.lfs_sha256 or f.git_oid;
-      src = fetchurl (
-        {
-          name = fname;
-          inherit url;
-          hash = hf.sriSha256 sha256;
-          netrcImpureEnvVars = [ "HF_TOKEN" ];
-          inherit netrcPhase;
-          derivationArgs.failureHook = failureHook repo;
-        }
-        // fetchurlArgs
-      );
+      # failureHook through overrideAttrs: fetchurl takes no extra
+      # arguments, and its `derivationArgs` is newer than some 25.11 pins.
+      src =
+        (fetchurl (
+          {
+            name = fname;
+            inherit url;
+            hash = hf.sriSha256 sha256;
+            netrcImpureEnvVars = [ "HF_TOKEN" ];
+            inherit netrcPhase;
+          }
+          // fetchurlArgs
+        )).overrideAttrs
+          (_: {
+            failureHook = failureHook repo;
+          });
     }
   ) (builtins.length l.files);
   # Runs in the fetch's build folder; prints nothing (the log is public).

@@ -1,9 +1,10 @@
 # fetchurl with nixpkgs' interface and rules, written from
 # pkgs/build-support/fetchurl/default.nix as stored in the team's code index
-# (NixOS/nixpkgs, the lib.extendMkDerivation version with `derivationArgs`,
-# read 2026-12-03; nixos-25.11 has the same arguments):
+# (NixOS/nixpkgs, the lib.extendMkDerivation version of PR #455994 with the
+# `derivationArgs` of PR #456751, both merged around the nixos-25.11
+# branch-off; read 2026-12-03):
 #   - the arguments below and no others (no `...`): anything else must go
-#     through `derivationArgs` (e.g. a `failureHook`);
+#     through `derivationArgs` (which older pins lack) or overrideAttrs;
 #   - exactly one of hash / outputHash / sha1 / sha256 / sha512; an SRI
 #     `hash` becomes outputHash with no outputHashAlgo;
 #   - `url` is not in the derivation (passthru.url; the derivation has

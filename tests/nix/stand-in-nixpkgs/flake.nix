@@ -14,8 +14,9 @@
 #     the derivation's environment, `failureHook` run when the build fails;
 #   - fetchurl (./fetchurl.nix): its arguments (no `...`), SRI `hash`,
 #     `netrcPhase` run from postHook with `--netrc-file $PWD/netrc` added to
-#     curlOpts, `netrcImpureEnvVars`, `curlOpts`, `derivationArgs` (how a
-#     `failureHook` reaches it), and the TLS rule;
+#     curlOpts, `netrcImpureEnvVars`, `curlOpts`, `derivationArgs`, and
+#     the TLS rule; its result has overrideAttrs (how the flake adds a
+#     `failureHook`), like every mkDerivation result;
 #   - the aliases nixpkgs 25.11 warns about (`nixfmt-rfc-style`) warn.
 #
 # Not faithful, on purpose (nothing is compiled, nothing leaves the
