@@ -495,6 +495,21 @@ fn check_outputs(f: &Flake) {
         );
     }
 
+    // callPackage results are overridable, as in nixpkgs.
+    let o = f.json(&[
+        "eval",
+        "--json",
+        &f.flake_ref(&format!("packages.{SYSTEM}.mpk")),
+        "--apply",
+        "p: [ (p.override { }).name (p.overrideDerivation (o: { name = \"renamed\"; })).name \
+         (p.overrideAttrs (o: { pname = o.pname + \"-x\"; })).name p.version ]",
+    ]);
+    let v = o[3].as_str().unwrap();
+    assert_eq!(
+        o,
+        serde_json::json!([format!("mpk-{v}"), "renamed", format!("mpk-x-{v}"), v])
+    );
+
     // `nix flake check` instantiates everything, without a single
     // evaluation warning (e.g. the nixfmt-rfc-style alias).
     let out = f.nix(&["flake", "check", "--no-build", &flake]);
