@@ -168,6 +168,17 @@ struct Flake {
     hub: MockHub,
 }
 
+/// Nix makes its store read-only; without root the temporary folder could
+/// not be removed otherwise.
+impl Drop for Flake {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(self.store())
+            .status();
+    }
+}
+
 impl Flake {
     fn flake(&self) -> PathBuf {
         self.tmp.path().join("flake")
