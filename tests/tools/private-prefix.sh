@@ -11,7 +11,8 @@
 #   private-prefix.sh PREFIX SUITE --bin usr/bin/nix PACKAGE...
 #
 # Idempotent and cached: when PREFIX/.done lists the same suite, packages
-# and binaries, nothing is downloaded again. Needs apt-get, dpkg-deb and
+# and binaries, nothing is downloaded again (and .deb files an interrupted
+# run left are reused). DEBIAN_MIRROR overrides http://deb.debian.org/debian. Needs apt-get, dpkg-deb and
 # patchelf (bookworm's). Used by .ci/run for Nix 2.26 (trixie's nix-bin).
 set -euo pipefail
 
@@ -40,7 +41,7 @@ root=$prefix/root
 rm -rf "$root" "$prefix/bin" "$prefix/.done"
 mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$root" "$prefix/bin"
 cat > "$apt_dir/sources.list" <<EOF
-deb http://deb.debian.org/debian $suite main
+deb ${DEBIAN_MIRROR:-http://deb.debian.org/debian} $suite main
 EOF
 apt_opts=(
     -o "Dir::Etc::SourceList=$apt_dir/sources.list"
