@@ -440,6 +440,22 @@ fn keys(v: &Value) -> Vec<String> {
     k
 }
 
+/// nix/reference-tools.nix pins each tarball by an SRI `hash` beside the
+/// hex sha256 Debian's .dsc records: the two say the same.
+#[test]
+fn reference_tool_pins_match_their_dsc_sha256() {
+    let text = std::fs::read_to_string(repo_root().join("nix/reference-tools.nix")).unwrap();
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut pins = 0;
+    for w in lines.windows(2) {
+        if let Some(hex) = w[0].strip_prefix("# sha256 ") {
+            assert_eq!(w[1], format!("hash = \"{}\";", sri(hex)), "{hex}");
+            pins += 1;
+        }
+    }
+    assert_eq!(pins, 2);
+}
+
 /// `nix flake show`, `nix flake check --no-build` and the instantiation of
 /// every output, with the complete set of outputs and check names.
 fn check_outputs(f: &Flake) {
