@@ -95,20 +95,26 @@
         mpk = {
           type = "app";
           program = "${mpk}/bin/mpk";
+          meta.description = mpk.meta.description;
         };
         default = self.apps.${system}.mpk;
       };
 
-      checks.${system} = pkgs.callPackage ./nix/checks.nix {
-        inherit mpk;
-        inherit (tools) erofs-utils cryptsetup;
-      };
+      # callPackage makes its result overridable: the attribute set of checks
+      # gains `override` and `overrideDerivation`, which are not derivations,
+      # and `nix flake check` refuses every non-derivation under checks.
+      checks.${system} = pkgs.lib.filterAttrs (_: pkgs.lib.isDerivation) (
+        pkgs.callPackage ./nix/checks.nix {
+          inherit mpk;
+          inherit (tools) erofs-utils cryptsetup;
+        }
+      );
 
       devShells.${system}.default = pkgs.callPackage ./nix/devshell.nix {
         inherit mpk;
         inherit (tools) erofs-utils cryptsetup;
       };
 
-      formatter.${system} = pkgs.nixfmt-rfc-style;
+      formatter.${system} = pkgs.nixfmt;
     };
 }

@@ -33,7 +33,7 @@ mkShell {
     util-linux # mount, losetup (mount tests, as root)
     python3
     curl # the stand-in nixpkgs' fetchurl (tests/nix)
-    nix # driver/mpk-cli/tests/nix_flake.rs
+    nix # driver/mpk-cli/tests/nix_flake.rs, with MPK_NIX=$(command -v nix) (>= 2.26)
     actionlint
   ];
   shellHook = "unset SOURCE_DATE_EPOCH";

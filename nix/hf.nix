@@ -1,8 +1,9 @@
 # Pure helpers (builtins only) for turning a lock file entry into a
 # fixed-output fetch: the Hub's resolve URL with each byte outside
 # `A-Za-z0-9-._~` percent-encoded (upper-case hex, `/` kept, exactly as
-# `mpk_hub::client::encode`), and a valid Nix store name for any path
-# (store names may not hold `/`, spaces or UTF-8).
+# `mpk_hub::client::encode`), a valid Nix store name for any path
+# (store names may not hold `/`, spaces or UTF-8), and the SRI form of a
+# lock's hex sha256 (builtins.convertHash needs Nix 2.19; this works on any).
 let
   hex = [ "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "A" "B" "C" "D" "E" "F" ];
   hexByte = n: builtins.elemAt hex (n / 16) + builtins.elemAt hex (n - (n / 16) * 16);
@@ -55,8 +56,38 @@ let
   escaped = builtins.filter (c: !(unreserved c) && c.byte != "/") allBytes;
   # Store names allow A-Za-z0-9 and +-._?=
   badInName = builtins.filter (c: !(unreserved c && c.byte != "~") && !(builtins.elem c.byte [ "+" "?" "=" ])) allBytes;
+  hexDigits = builtins.listToAttrs (
+    builtins.genList (i: {
+      name = builtins.elemAt hex i;
+      value = i;
+    }) 16
+  );
+  b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  b64Char = n: builtins.substring n 1 b64;
 in
 rec {
+  # `sha256-<base64>` of a 64-digit hex sha256 (as nixpkgs' `hash =` wants).
+  sriSha256 =
+    hexSha:
+    let
+      h = builtins.replaceStrings [ "a" "b" "c" "d" "e" "f" ] [ "A" "B" "C" "D" "E" "F" ] hexSha;
+      byte = i: hexDigits.${builtins.substring (2 * i) 1 h} * 16 + hexDigits.${builtins.substring (2 * i + 1) 1 h};
+      # 32 bytes: ten groups of three, then two bytes and one `=`.
+      group =
+        g:
+        let
+          n = byte (3 * g) * 65536 + byte (3 * g + 1) * 256 + byte (3 * g + 2);
+        in
+        b64Char (n / 262144) + b64Char (builtins.bitAnd (n / 4096) 63) + b64Char (builtins.bitAnd (n / 64) 63) + b64Char (builtins.bitAnd n 63);
+      last =
+        let
+          n = byte 30 * 65536 + byte 31 * 256;
+        in
+        b64Char (n / 262144) + b64Char (builtins.bitAnd (n / 4096) 63) + b64Char (builtins.bitAnd (n / 64) 63) + "=";
+    in
+    assert builtins.stringLength hexSha == 64 || throw "not a hex sha256: ${hexSha}";
+    "sha256-" + builtins.concatStringsSep "" (builtins.genList group 10) + last;
+
   # Percent-encodes a lock path for a URL (`/` kept).
   encodePath = builtins.replaceStrings (map (c: c.byte) escaped) (map (c: "%" + hexByte c.value) escaped);
 

@@ -1,8 +1,8 @@
 # The reference tools the `modelwrap-v1` schema is defined by, pinned to the
 # exact versions (what `mpk pack --backend tools` accepts): erofs-utils 1.5
-# and cryptsetup 2.6.1, built from the original source tarballs. The sha256
-# pins are the ones Debian bookworm's .dsc files record for these
-# .orig.tar.gz files (erofs-utils_1.5-1.dsc, cryptsetup_2.6.1-4~deb12u2.dsc),
+# and cryptsetup 2.6.1, built from the original source tarballs. The pins
+# (SRI `hash`, the hex sha256 beside each) are the ones Debian bookworm's
+# .dsc files record for these .orig.tar.gz files (erofs-utils_1.5-1.dsc, cryptsetup_2.6.1-4~deb12u2.dsc),
 # so the URLs are Debian's pool copies of the upstream tarballs.
 {
   lib,
@@ -24,7 +24,8 @@
     version = "1.5";
     src = fetchurl {
       url = "mirror://debian/pool/main/e/erofs-utils/erofs-utils_1.5.orig.tar.gz";
-      sha256 = "2310fa4377b566bf943e8eef992db3990f759528d5973e700efe3e4cb115ec23";
+      # sha256 2310fa4377b566bf943e8eef992db3990f759528d5973e700efe3e4cb115ec23
+      hash = "sha256-IxD6Q3e1Zr+UPo7vmS2zmQ91lSjVlz5wDv4+TLEV7CM=";
     };
     nativeBuildInputs = [ autoreconfHook pkg-config ];
     buildInputs = [ lz4 libuuid ];
@@ -43,7 +44,8 @@
     version = "2.6.1";
     src = fetchurl {
       url = "mirror://debian/pool/main/c/cryptsetup/cryptsetup_2.6.1.orig.tar.gz";
-      sha256 = "b8adeb071bb396a1a8515f1d54b4cc8901a536d0da3f5970971beb2ec8427c17";
+      # sha256 b8adeb071bb396a1a8515f1d54b4cc8901a536d0da3f5970971beb2ec8427c17
+      hash = "sha256-uK3rBxuzlqGoUV8dVLTMiQGlNtDaP1lwlxvrLshCfBc=";
     };
     # The tarball is a git export (no generated configure).
     nativeBuildInputs = [ autoreconfHook pkg-config gettext ];

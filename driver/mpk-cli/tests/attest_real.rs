@@ -1,9 +1,8 @@
 //! `mpk attest verify` on real evidence from real hardware, read from
-//! `../shared/vectors/` beside the repository root (see its PROVENANCE.md;
-//! never copied into the project): the Milan SEV-SNP report against its
+//! `tests/vectors/attestation/` (copied in with its provenance, see the
+//! PROVENANCE.md there, so no test reads outside the checkout): the Milan SEV-SNP report against its
 //! VCEK and AMD's pinned Milan roots, and the TDX quote against its DCAP
 //! collateral at a time inside (and outside) the collateral's window.
-//! Under `MPK_REQUIRE_TOOLS=1` a missing vector fails instead of skipping.
 //! Also the policy cases that real evidence can show: measurement and
 //! report-data mismatches, a truncated report, an unknown version.
 mod common;
@@ -20,21 +19,14 @@ const TDX_MRTD: &str = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942
 const TDX_RTMR0: &str = "44c0197b39157fdd7a4dcc44767f9d6b0bb3977c7a8e347b8492f827fe9d9e5c48aca29b220b80b6a540cf994b9bc9c0";
 const AT: &str = "2025-06-20T00:00:00Z";
 
-/// A vector file, or `None` (skip) when absent; a panic under MPK_REQUIRE_TOOLS=1.
-fn vector(rel: &str) -> Option<PathBuf> {
+/// A vector file under `tests/vectors/attestation/` (part of the checkout,
+/// so a missing one is a broken checkout: the test fails).
+fn vector(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/vectors")
+        .join("../../tests/vectors/attestation")
         .join(rel);
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        !common::tools_required(),
-        "vector {} is missing and MPK_REQUIRE_TOOLS=1",
-        p.display()
-    );
-    eprintln!("SKIP: vector {} not found", p.display());
-    None
+    assert!(p.is_file(), "vector {} is missing", p.display());
+    p
 }
 
 /// A fresh path: tests run in parallel, so no two calls share a file.
@@ -83,14 +75,14 @@ struct Snp {
     chain: PathBuf,
 }
 
-fn snp() -> Option<Snp> {
-    let hex_path = vector("snp-attestation/report_milan.hex")?;
+fn snp() -> Snp {
+    let hex_path = vector("snp-attestation/report_milan.hex");
     let report = hex::decode(std::fs::read_to_string(hex_path).unwrap().trim()).unwrap();
-    Some(Snp {
+    Snp {
         report,
-        vcek: vector("snp-attestation/vcek_milan.der")?,
-        chain: vector("snp-attestation/cert_chain_milan")?,
-    })
+        vcek: vector("snp-attestation/vcek_milan.der"),
+        chain: vector("snp-attestation/cert_chain_milan"),
+    }
 }
 
 fn snp_deployment(measurement: &str) -> PathBuf {
@@ -126,7 +118,7 @@ fn crc(b: &[u8]) -> u64 {
 
 #[test]
 fn milan_report_verifies_against_its_vcek_and_pinned_roots() {
-    let Some(s) = snp() else { return };
+    let s = snp();
     let (o, v) = verify_snp(&s.report, &s.vcek, &[]);
     assert!(o.status.success(), "{v:#}\n{}", stderr(&o));
     assert_eq!(v["pass"], true);
@@ -155,7 +147,7 @@ fn milan_report_verifies_against_its_vcek_and_pinned_roots() {
 
 #[test]
 fn flipped_signed_byte_fails_the_signature() {
-    let Some(s) = snp() else { return };
+    let s = snp();
     for at in [21usize, 0x90, 0x1A0] {
         let mut r = s.report.clone();
         r[at] ^= 1;
@@ -178,7 +170,7 @@ fn flipped_signed_byte_fails_the_signature() {
 
 #[test]
 fn wrong_vcek_fails() {
-    let Some(s) = snp() else { return };
+    let s = snp();
     // The ASK signs the VCEK, not itself: use the pinned-chain ASK as a "VCEK"
     // (an RSA key that neither ASK signs nor can verify the report).
     let pem = std::fs::read_to_string(&s.chain).unwrap();
@@ -193,7 +185,7 @@ fn wrong_vcek_fails() {
 
 #[test]
 fn measurement_and_report_data_mismatches_fail_by_name() {
-    let Some(s) = snp() else { return };
+    let s = snp();
     let rp = tmp("milan.bin");
     std::fs::write(&rp, &s.report).unwrap();
     let other = "00".repeat(48);
@@ -222,7 +214,7 @@ fn measurement_and_report_data_mismatches_fail_by_name() {
 
 #[test]
 fn truncated_report_and_unknown_version_are_refused_clearly() {
-    let Some(s) = snp() else { return };
+    let s = snp();
     let (o, _) = verify_snp(&s.report[..1000], &s.vcek, &[]);
     assert!(!o.status.success());
     assert!(
@@ -250,9 +242,9 @@ fn truncated_report_and_unknown_version_are_refused_clearly() {
     );
 }
 
-fn verify_tdx(at: &str, platform: Option<&Value>, rtmr2: &str) -> Option<(Output, Value)> {
-    let quote = vector("tdx-attestation/tdx_quote")?;
-    let coll = vector("tdx-attestation/tdx_quote_collateral.json")?;
+fn verify_tdx(at: &str, platform: Option<&Value>, rtmr2: &str) -> (Output, Value) {
+    let quote = vector("tdx-attestation/tdx_quote");
+    let coll = vector("tdx-attestation/tdx_quote_collateral.json");
     let dep = write_json(
         &format!("tdx-{}.json", &rtmr2[..8]),
         &json!({"tdx_measurement": {"rtmr1": TDX_RTMR1, "rtmr2": rtmr2}}),
@@ -272,15 +264,13 @@ fn verify_tdx(at: &str, platform: Option<&Value>, rtmr2: &str) -> Option<(Output
         args.push(write_json("platform.json", p).into());
     }
     let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-    Some(run(&refs))
+    run(&refs)
 }
 
 #[test]
 fn tdx_quote_verifies_inside_the_collateral_window() {
     let platform = json!({"mrtd": TDX_MRTD, "rtmr0": TDX_RTMR0});
-    let Some((o, v)) = verify_tdx(AT, Some(&platform), TDX_RTMR2) else {
-        return;
-    };
+    let (o, v) = verify_tdx(AT, Some(&platform), TDX_RTMR2);
     assert!(o.status.success(), "{v:#}\n{}", stderr(&o));
     for name in [
         "quote_signature",
@@ -303,18 +293,14 @@ fn tdx_quote_fails_outside_the_collateral_window_and_on_mismatch() {
         ("2025-06-01T00:00:00Z", "future"),
         ("2025-08-01T00:00:00Z", "expired"),
     ] {
-        let Some((o, v)) = verify_tdx(at, None, TDX_RTMR2) else {
-            return;
-        };
+        let (o, v) = verify_tdx(at, None, TDX_RTMR2);
         assert!(!o.status.success());
         let c = check(&v, "quote_signature");
         assert_eq!(c["status"], "fail");
         assert!(c["found"].as_str().unwrap().contains(why), "{c:#}");
     }
     let other = "11".repeat(48);
-    let Some((o, v)) = verify_tdx(AT, Some(&json!({"rtmr0": "00".repeat(48)})), &other) else {
-        return;
-    };
+    let (o, v) = verify_tdx(AT, Some(&json!({"rtmr0": "00".repeat(48)})), &other);
     assert!(!o.status.success());
     assert_eq!(check(&v, "rtmr2")["status"], "fail");
     assert_eq!(check(&v, "rtmr0")["status"], "fail");

@@ -58,10 +58,13 @@ fn example_synthetic_files_are_what_the_generator_makes() {
     }
 }
 
-fn tmp() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("measure-deployment");
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A temporary folder of the test's own (removed when dropped): the tests
+/// run in parallel, so none may write a file another one reads.
+fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("measure-deployment-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 fn deployment(args: &[&std::ffi::OsStr]) -> Result<Value, String> {
@@ -77,10 +80,10 @@ fn deployment(args: &[&std::ffi::OsStr]) -> Result<Value, String> {
     }
 }
 
-/// `mpk measure deployment --base base --model <the test reference>
-/// --identity IDENTITY`, then `extra`.
-fn deploy_model(base: &Path, extra: &[&std::ffi::OsStr]) -> Result<Value, String> {
-    let info = info_file();
+/// `mpk measure deployment --base base --model <the test reference, in
+/// tmp> --identity IDENTITY`, then `extra`.
+fn deploy_model(tmp: &Path, base: &Path, extra: &[&std::ffi::OsStr]) -> Result<Value, String> {
+    let info = info_file(tmp);
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "--base".as_ref(),
         base.as_os_str(),
@@ -93,16 +96,17 @@ fn deploy_model(base: &Path, extra: &[&std::ffi::OsStr]) -> Result<Value, String
     deployment(&args)
 }
 
-fn info_file() -> PathBuf {
-    let p = tmp().join("model.info");
+fn info_file(tmp: &Path) -> PathBuf {
+    let p = tmp.join("model.info");
     std::fs::write(&p, REFERENCE).unwrap();
     p
 }
 
 #[test]
 fn deployment_of_the_example_matches_snp_and_tdx_references() {
+    let t = tmp();
     let base = example();
-    let doc = deploy_model(&base, &[]).unwrap();
+    let doc = deploy_model(t.path(), &base, &[]).unwrap();
     let cmdline = doc["cmdline"].as_str().unwrap();
     assert_eq!(
         cmdline,
@@ -172,7 +176,7 @@ fn deployment_of_the_example_matches_snp_and_tdx_references() {
     }
 
     // The same document from a manifest (bar the model input's digest).
-    let manifest = tmp().join("rev.manifest.json");
+    let manifest = t.path().join("rev.manifest.json");
     std::fs::write(
         &manifest,
         serde_json::json!({"manifest": "mpk-manifest/1", "identity": IDENTITY, "reference": REFERENCE, "files": []})
@@ -193,17 +197,20 @@ fn deployment_of_the_example_matches_snp_and_tdx_references() {
 
 #[test]
 fn image_json_name_is_the_base_name_not_the_folder() {
-    let args = |dir: &Path| deploy_model(dir, &[]).unwrap();
-    let named = edited("store-path-like", |v| v["name"] = "qemu-snp".into());
-    let unnamed = edited("folder-name", |_| {});
+    let t = tmp();
+    let args = |dir: &Path| deploy_model(t.path(), dir, &[]).unwrap();
+    let named = edited(t.path(), "store-path-like", |v| {
+        v["name"] = "qemu-snp".into()
+    });
+    let unnamed = edited(t.path(), "folder-name", |_| {});
     assert_eq!(args(&named)["base_image"], "qemu-snp");
     assert_eq!(args(&unnamed)["base_image"], "folder-name");
 }
 
-/// A copy of the example base image with `image.json` edited by `f`.
-fn edited(name: &str, f: impl FnOnce(&mut Value)) -> PathBuf {
-    let dir = tmp().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+/// A copy of the example base image with `image.json` edited by `f`, as
+/// `tmp/name`.
+fn edited(tmp: &Path, name: &str, f: impl FnOnce(&mut Value)) -> PathBuf {
+    let dir = tmp.join(name);
     std::fs::create_dir_all(dir.join("synthetic")).unwrap();
     for e in std::fs::read_dir(example().join("synthetic")).unwrap() {
         let e = e.unwrap();
@@ -218,36 +225,42 @@ fn edited(name: &str, f: impl FnOnce(&mut Value)) -> PathBuf {
 
 #[test]
 fn deployment_refuses_bad_images_and_inputs_naming_the_problem() {
-    let info = info_file();
+    let t = tmp();
+    let info = info_file(t.path());
     let cases: Vec<(PathBuf, &str)> = vec![
         (
-            edited("unknown-field", |v| v["vcpu_count"] = 4.into()),
+            edited(t.path(), "unknown-field", |v| v["vcpu_count"] = 4.into()),
             "unknown field `vcpu_count`",
         ),
         (
-            edited("no-placeholder", |v| v["cmdline"] = "console=ttyS0".into()),
+            edited(t.path(), "no-placeholder", |v| {
+                v["cmdline"] = "console=ttyS0".into()
+            }),
             "@MPK_MODELS@ exactly once",
         ),
         (
-            edited("bad-vcpu", |v| v["vcpu_type"] = "EPYC-v9".into()),
+            edited(t.path(), "bad-vcpu", |v| v["vcpu_type"] = "EPYC-v9".into()),
             "unknown vcpu_type",
         ),
         (
-            edited("bad-name", |v| v["name"] = "a/b".into()),
+            edited(t.path(), "bad-name", |v| v["name"] = "a/b".into()),
             "name `a/b`",
         ),
         (
-            edited("bad-path", |v| v["kernel"]["path"] = "../bzImage".into()),
+            edited(t.path(), "bad-path", |v| {
+                v["kernel"]["path"] = "../bzImage".into()
+            }),
             "without `..`",
         ),
         (
-            edited("wrong-sha", |v| {
+            edited(t.path(), "wrong-sha", |v| {
                 v["initrd"]["sha256"] = "00".repeat(32).into()
             }),
             "initrd",
         ),
         (
             edited(
+                t.path(),
                 "nix",
                 |v| v["kernel"] = serde_json::json!({"nix": ".#base-kernel", "file": "bzImage", "sha256": v["kernel"]["sha256"]}),
             ),
@@ -255,17 +268,18 @@ fn deployment_refuses_bad_images_and_inputs_naming_the_problem() {
         ),
     ];
     for (dir, want) in cases {
-        let err = deploy_model(&dir, &[]).unwrap_err();
+        let err = deploy_model(t.path(), &dir, &[]).unwrap_err();
         assert!(err.contains(want), "{}: {err}", dir.display());
     }
     // A Nix input given on the command line works, and is still checked.
     let dir = edited(
+        t.path(),
         "nix-ok",
         |v| v["kernel"] = serde_json::json!({"nix": ".#base-kernel", "file": "bzImage", "sha256": v["kernel"]["sha256"]}),
     );
     let mut input = std::ffi::OsString::from("kernel=");
     input.push(example().join("synthetic/bzImage"));
-    deploy_model(&dir, &["--input".as_ref(), &input]).unwrap();
+    deploy_model(t.path(), &dir, &["--input".as_ref(), &input]).unwrap();
     let err = deployment(&[
         "--base".as_ref(),
         example().as_os_str(),

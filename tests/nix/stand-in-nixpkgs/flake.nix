@@ -1,78 +1,135 @@
 # A stand-in for nixpkgs, for testing the flake offline (nixpkgs cannot be
 # fetched here): `--override-input nixpkgs path:<a copy of this folder>`.
-# It provides just what flake.nix and nix/*.nix call, built on
-# builtins.derivation with the host's /bin/sh and /usr/bin (coreutils, curl),
-# so builds need `--option sandbox false` (Debian's nix.conf default):
-#   - rustPlatform.buildRustPackage (also as pkgsStatic's) wraps an
-#     already-built binary that the test copies next to this file, named
-#     after the package's meta.mainProgram (./mpk, ./mpk-init); the Rust
-#     build itself is not exercised;
-#   - the base images' kernel (linuxPackages_6_12.kernel.override, which
-#     keeps structuredExtraConfig in passthru) is ./bzImage and the AmdSev
-#     OVMF (edk2.mkDerivation) is ./OVMF.amdsev.fd, both copied here by the
-#     test; nothing is compiled;
+#
+# Faithful where the flake depends on nixpkgs' behaviour (written from the
+# nixpkgs sources, not copied; what was checked against which version is
+# noted at each place):
+#   - lib (./lib.nix): callPackage = lib.callPackageWith pkgs, so every
+#     result is `makeOverridable`: an attribute set gains `override` and
+#     `overrideDerivation` (this is what makes `checks.<system> =
+#     callPackage ./nix/checks.nix { }` fail `nix flake check` with "expected
+#     a derivation"); isDerivation, filterAttrs, fileset.toSource, …;
+#   - stdenv.mkDerivation: `overrideAttrs` (a function of the old
+#     attributes, or of final and previous), `passthru` and `meta` kept out of
+#     the derivation's environment, `failureHook` run when the build fails;
+#   - fetchurl (./fetchurl.nix): its arguments (no `...`), SRI `hash`,
+#     `netrcPhase` run from postHook with `--netrc-file $PWD/netrc` added to
+#     curlOpts, `netrcImpureEnvVars`, `curlOpts`, `derivationArgs`, and
+#     the TLS rule; its result has overrideAttrs (how the flake adds a
+#     `failureHook`), like every mkDerivation result;
+#   - the aliases nixpkgs 25.11 warns about (`nixfmt-rfc-style`) warn.
+#
+# Not faithful, on purpose (nothing is compiled, nothing leaves the
+# machine). Builds run the host's bash and tools from /usr/bin (no sandbox:
+# `--option sandbox false`):
+#   - rustPlatform.buildRustPackage (also pkgsStatic's) instantiates from the
+#     real `src` (so lib.fileset.toSource runs) but its build copies an
+#     already-built binary that the test puts next to this file, named after
+#     meta.mainProgram (./mpk, ./mpk-init);
+#   - the kernel (linuxPackages_6_12.kernel, overridable, keeping
+#     structuredExtraConfig in passthru) is ./bzImage and the AmdSev OVMF
+#     (edk2.mkDerivation) is ./OVMF.amdsev.fd, both copied here by the test;
 #   - stdenv.mkDerivation of erofs-utils / cryptsetup wraps the host's Debian
 #     packages (bookworm ships exactly erofs-utils 1.5 and cryptsetup 2.6.1)
-#     after checking their versions; other packages are empty placeholders;
-#   - fetchurl is a fixed-output derivation fetched with curl (file:// and
-#     http:// work); with HF_ENDPOINT set in the environment of `nix build`
-#     (an impure env var of the fetch) a https://huggingface.co/ URL is
-#     fetched from that endpoint instead, which is how the test points the
-#     fetches at its mock Hub. The hash pins the bytes either way.
+#     after checking their versions; their `src` is instantiated, not built;
+#   - other packages are empty placeholders;
+#   - fetchurl's builder fetches a https://huggingface.co/ URL from
+#     $HF_ENDPOINT when that is set (see ./fetchurl-builder.sh).
 {
   outputs =
     { self }:
     let
       system = "x86_64-linux";
-      hostPath = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+      lib = import ./lib.nix;
 
-      binPath = drvs: builtins.concatStringsSep ":" (map (d: "${d}/bin") drvs ++ [ hostPath ]);
-
-      # A derivation running `script` with /bin/sh; `passthru` is merged into
-      # the result, as in nixpkgs.
-      mkDrv =
-        {
-          name,
-          script,
-          env ? { },
-          passthru ? { },
-          nativeBuildInputs ? [ ],
-        }:
+      # stdenv.mkDerivation (pkgs/stdenv/generic/make-derivation.nix, as of
+      # nixpkgs 25.11): a set of attributes or a function of the final
+      # attributes; the result has overrideAttrs, its passthru attributes and
+      # meta. `builder` defaults to running genericBuild (buildCommand, else
+      # buildPhase and installPhase).
+      mkDerivation =
+        fnOrAttrs:
         let
+          rattrs = if builtins.isFunction fnOrAttrs then fnOrAttrs else _: fnOrAttrs;
+        in
+        makeDerivationExtensible rattrs;
+
+      makeDerivationExtensible =
+        rattrs:
+        let
+          args = rattrs (args // { inherit finalPackage overrideAttrs; });
+          overrideAttrs =
+            f0:
+            let
+              f =
+                self: super:
+                let
+                  x = f0 super;
+                in
+                if builtins.isFunction x then f0 self super else x;
+            in
+            makeDerivationExtensible (
+              self:
+              let
+                super = rattrs self;
+              in
+              super // f self super
+            );
+          env = builtins.removeAttrs args [
+            "meta"
+            "passthru"
+            "pos"
+            "finalPackage"
+            "overrideAttrs"
+            "pname"
+            "version"
+          ];
           drv = derivation (
             env
             // {
-              inherit name system;
-              builder = "/bin/sh";
+              name = args.name or "${args.pname}-${args.version}";
+              inherit system;
+              builder = "/bin/bash";
               args = [
                 "-e"
-                "-c"
-                ''
-                  export PATH=${binPath nativeBuildInputs}
-                  ${script}
-                ''
+                (args.builder or ./stdenv/default-builder.sh)
               ];
+              stdenv = ./stdenv;
             }
+            // lib.optionalAttrs (args ? pname) { inherit (args) pname; }
+            // lib.optionalAttrs (args ? version) { inherit (args) version; }
           );
+          finalPackage = lib.extendDerivation true (
+            {
+              inherit overrideAttrs;
+              meta = args.meta or { };
+              passthru = args.passthru or { };
+            }
+            // (args.passthru or { })
+          ) drv;
         in
-        drv // passthru;
+        finalPackage;
 
-      placeholder = name: mkDrv {
-        inherit name;
-        script = "mkdir -p $out";
-      };
+      placeholder =
+        name:
+        mkDerivation {
+          inherit name;
+          buildCommand = "mkdir -p $out";
+        };
 
-      # The host's Debian tool, checked to be the pinned version.
+      # The host's Debian tool, checked to be the pinned version. `src` is
+      # instantiated (its hash and URL evaluated) but not fetched.
       hostTool =
         {
           pname,
           version,
+          src,
           bins,
           versionCmd,
         }:
-        mkDrv {
-          name = "${pname}-${version}-host";
-          script = ''
+        mkDerivation {
+          name = builtins.seq src.drvPath "${pname}-${version}-host";
+          buildCommand = ''
             v=$( (${versionCmd}) 2>&1 | head -n1)
             case "$v" in
               *" ${version}"|*" ${version} "*) ;;
@@ -86,150 +143,176 @@
         };
 
       hostTools = {
-        erofs-utils = hostTool {
-          pname = "erofs-utils";
-          version = "1.5";
-          bins = [ "mkfs.erofs" "fsck.erofs" "dump.erofs" ];
-          versionCmd = "mkdir -p e && mkfs.erofs -T0 e.img e";
-        };
-        cryptsetup = hostTool {
-          pname = "cryptsetup";
-          version = "2.6.1";
-          bins = [ "veritysetup" ];
-          versionCmd = "veritysetup --version";
-        };
+        erofs-utils =
+          args:
+          hostTool {
+            inherit (args) pname version src;
+            bins = [
+              "mkfs.erofs"
+              "fsck.erofs"
+              "dump.erofs"
+            ];
+            versionCmd = "mkdir -p e && mkfs.erofs -T0 e.img e";
+          };
+        cryptsetup =
+          args:
+          hostTool {
+            inherit (args) pname version src;
+            bins = [ "veritysetup" ];
+            versionCmd = "veritysetup --version";
+          };
       };
 
-      strip = attrs: builtins.removeAttrs attrs [ "passthru" "nativeBuildInputs" "buildInputs" "meta" "nativeCheckInputs" "src" "cargoLock" ];
-
-      lib = {
-        filterAttrs = pred: set: builtins.listToAttrs (builtins.concatMap (n: if pred n set.${n} then [ { name = n; value = set.${n}; } ] else [ ]) (builtins.attrNames set));
-        mapAttrs' = f: set: builtins.listToAttrs (map (n: f n set.${n}) (builtins.attrNames set));
-        nameValuePair = name: value: { inherit name value; };
-        hasSuffix = suffix: s: let ls = builtins.stringLength s; lx = builtins.stringLength suffix; in ls >= lx && builtins.substring (ls - lx) lx s == suffix;
-        removeSuffix = suffix: s: let ls = builtins.stringLength s; lx = builtins.stringLength suffix; in if lib.hasSuffix suffix s then builtins.substring 0 (ls - lx) s else s;
-        # Never forced by the stand-in's buildRustPackage.
-        fileset = {
-          toSource = _: throw "stand-in nixpkgs: lib.fileset is not implemented";
-          unions = _: throw "stand-in nixpkgs: lib.fileset is not implemented";
-        };
-        licenses = { gpl2Plus = "gpl2Plus"; mit = "mit"; asl20 = "asl20"; };
-        mkForce = content: { _type = "override"; priority = 50; inherit content; };
-        kernel = {
-          yes = { tristate = "y"; optional = false; };
-          module = { tristate = "m"; optional = false; };
-          no = { tristate = "n"; optional = false; };
-        };
-      };
-
-      # A kernel package set whose kernel is ./bzImage, whatever the config.
-      standInKernel =
-        args:
-        mkDrv {
+      # The kernel: ./bzImage whatever the config; overridable as nixpkgs'
+      # kernels are (callPackage), structuredExtraConfig kept in passthru.
+      standInKernel = lib.makeOverridable (
+        {
+          structuredExtraConfig ? { },
+        }:
+        mkDerivation {
           name = "linux-stand-in";
-          script = ''
+          buildCommand = ''
             mkdir -p $out
             cp ${./bzImage} $out/bzImage
           '';
-          passthru = {
-            structuredExtraConfig = args.structuredExtraConfig or { };
-            override = a: standInKernel (args // a);
-          };
-        };
+          passthru = { inherit structuredExtraConfig; };
+        }
+      ) { };
 
       pkgs = {
         inherit lib;
 
-        callPackage =
-          f: overrides:
-          let
-            fn = if builtins.isFunction f then f else import f;
-          in
-          fn (builtins.intersectAttrs (builtins.functionArgs fn) pkgs // overrides);
+        callPackage = lib.callPackageWith pkgs;
 
-        fetchurl =
-          {
-            url,
-            sha256,
-            name ? baseNameOf url,
-            ...
-          }:
-          derivation {
-            inherit name system url;
-            builder = "/bin/sh";
-            outputHashMode = "flat";
-            outputHashAlgo = "sha256";
-            outputHash = sha256;
-            impureEnvVars = [ "HF_ENDPOINT" ];
-            args = [
-              "-e"
-              "-c"
-              ''
-                export PATH=${hostPath}
-                u="$url"
-                case "$u" in
-                  https://huggingface.co/*)
-                    if [ -n "$HF_ENDPOINT" ]; then u="$HF_ENDPOINT/''${u#https://huggingface.co/}"; fi ;;
-                esac
-                curl -fsSL --retry 2 -o "$out" "$u"
-              ''
-            ];
-          };
+        cacert = mkDerivation {
+          name = "nss-cacert-stand-in";
+          buildCommand = ''
+            mkdir -p $out/etc/ssl/certs
+            if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+              cp /etc/ssl/certs/ca-certificates.crt $out/etc/ssl/certs/ca-bundle.crt
+            else
+              : > $out/etc/ssl/certs/ca-bundle.crt
+            fi
+          '';
+        };
 
+        fetchurl = import ./fetchurl.nix {
+          inherit lib mkDerivation;
+          inherit (pkgs) cacert curl;
+        };
+
+        # pkgs/build-support/trivial-builders: runCommand name env command.
         runCommand =
-          name: env: script:
-          mkDrv {
-            inherit name script;
-            env = strip env;
-            passthru = env.passthru or { };
-            nativeBuildInputs = env.nativeBuildInputs or [ ];
-          };
+          name: env: buildCommand:
+          mkDerivation (
+            {
+              inherit name buildCommand;
+            }
+            // env
+          );
 
         stdenv.mkDerivation =
-          args:
-          hostTools.${args.pname} or (placeholder "${args.pname}-${args.version}");
+          fnOrAttrs:
+          let
+            args = if builtins.isFunction fnOrAttrs then fnOrAttrs { } else fnOrAttrs;
+          in
+          if args ? pname && hostTools ? ${args.pname} then
+            hostTools.${args.pname} args
+          else
+            mkDerivation fnOrAttrs;
 
-        mkShell = args: placeholder "stand-in-shell";
+        mkShell =
+          {
+            name ? "nix-shell",
+            packages ? [ ],
+            inputsFrom ? [ ],
+            ...
+          }@args:
+          mkDerivation (
+            builtins.removeAttrs args [
+              "packages"
+              "inputsFrom"
+            ]
+            // {
+              inherit name;
+              nativeBuildInputs = packages;
+              inputsFromPaths = map toString inputsFrom;
+              buildCommand = "echo 'a shell, not a package' > $out";
+            }
+          );
 
         pkgsStatic = pkgs;
 
-        linuxPackages_6_12.kernel = standInKernel { };
+        linuxPackages_6_12.kernel = standInKernel;
 
         edk2.mkDerivation =
           projectDscPath: args:
-          mkDrv {
+          mkDerivation {
             inherit (args) name;
-            script = ''
+            buildCommand = ''
               mkdir -p $out/FV
               cp ${./OVMF.amdsev.fd} $out/FV/OVMF.fd
             '';
             passthru = { inherit projectDscPath; };
           };
 
+        # The real `src` and the flags are in the derivation (so the source
+        # is evaluated and copied); cargoLock is consumed as nixpkgs does
+        # (here into nothing); the build copies the prebuilt binary.
         rustPlatform.buildRustPackage =
-          let
-            build =
-              args:
-              mkDrv {
-                name = "${args.pname}-${args.version}";
-                script = ''
-                  mkdir -p $out/bin
-                  cp ${./. + "/${args.meta.mainProgram}"} $out/bin/${args.meta.mainProgram}
-                  chmod +x $out/bin/${args.meta.mainProgram}
-                '';
-                passthru = {
-                  overrideAttrs = f: build (args // f args);
-                };
-              };
-          in
-          args: build ({ nativeBuildInputs = [ ]; } // args);
+          args:
+          mkDerivation (
+            builtins.removeAttrs args [ "cargoLock" ]
+            // {
+              nativeBuildInputs = [
+                pkgs.cargo
+                pkgs.rustc
+              ]
+              ++ args.nativeBuildInputs or [ ];
+              cargoLockFile = args.cargoLock.lockFile;
+              buildCommand = ''
+                mkdir -p $out/bin
+                cp ${./. + "/${args.meta.mainProgram}"} $out/bin/${args.meta.mainProgram}
+                chmod +x $out/bin/${args.meta.mainProgram}
+              '';
+            }
+          );
+
+        # nixpkgs 25.11: `nixfmt` is the RFC 166 formatter; the old name is
+        # an alias that warns.
+        nixfmt-rfc-style = lib.warn "nixfmt-rfc-style is now the same as pkgs.nixfmt which should be used instead." pkgs.nixfmt;
       }
       // builtins.listToAttrs (
-        map (n: { name = n; value = placeholder n; }) [
-          "autoreconfHook" "pkg-config" "gettext" "lz4" "libuuid" "lvm2" "json_c" "openssl" "popt"
-          "clippy" "rustfmt" "cargo" "rustc" "xfsprogs" "e2fsprogs" "util-linux" "python3" "curl" "nix"
-          "actionlint" "nixfmt-rfc-style" "nasm" "acpica-tools"
-        ]
+        map
+          (n: {
+            name = n;
+            value = placeholder n;
+          })
+          [
+            "autoreconfHook"
+            "pkg-config"
+            "gettext"
+            "lz4"
+            "libuuid"
+            "lvm2"
+            "json_c"
+            "openssl"
+            "popt"
+            "clippy"
+            "rustfmt"
+            "cargo"
+            "rustc"
+            "xfsprogs"
+            "e2fsprogs"
+            "util-linux"
+            "python3"
+            "curl"
+            "nix"
+            "actionlint"
+            "nixfmt"
+            "nasm"
+            "acpica-tools"
+          ]
       );
     in
     {
