@@ -291,6 +291,7 @@ fn read_exact_body(
     hub: &Hub,
     r: &mut crate::client::Response,
     url: &str,
+    path: &str,
     want: u64,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<(), Attempt> {
@@ -303,7 +304,7 @@ fn read_exact_body(
         if n > want {
             return Err(Attempt::Fatal(Error::Bound {
                 url: url.to_owned(),
-                msg: format!("the server announces {n} bytes, {want} expected"),
+                msg: format!("`{path}`: the server announces {n} bytes, {want} expected"),
             }));
         }
     }
@@ -328,7 +329,7 @@ fn read_exact_body(
         if got + n as u64 > want {
             return Err(Attempt::Fatal(Error::Bound {
                 url: url.to_owned(),
-                msg: format!("the body goes on past the {want} bytes expected; refused"),
+                msg: format!("`{path}`: the body goes on past the {want} bytes expected; refused"),
             }));
         }
         got += n as u64;
@@ -386,7 +387,7 @@ fn download(
         let mut f = cache.open_incomplete(repo, &etag, resumed)?;
         let from = if resumed { have } else { 0 };
         progress(Event::Start(path, from, exp.size));
-        let res = read_exact_body(hub, &mut r, url, exp.size - from, &mut |b| {
+        let res = read_exact_body(hub, &mut r, url, path, exp.size - from, &mut |b| {
             f.write_all(b).map_err(Error::io(&part))?;
             progress(Event::Bytes(b.len() as u64));
             Ok(())
@@ -433,7 +434,7 @@ pub fn hash_remote(
         }
         let mut h = Hashes::new(exp);
         let mut got = 0u64;
-        let res = read_exact_body(hub, &mut r, &meta.url, exp.size, &mut |b| {
+        let res = read_exact_body(hub, &mut r, &meta.url, path, exp.size, &mut |b| {
             h.update(b);
             got += b.len() as u64;
             Ok(())
