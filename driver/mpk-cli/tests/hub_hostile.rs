@@ -271,9 +271,12 @@ fn snapshot(root: &Path, skip: Option<&Path>) -> BTreeMap<PathBuf, String> {
 /// The hostile forms of a value that becomes a path: the shared list,
 /// plus ones aimed at the sentinels beside the cache.
 fn hostile_values(e: &Env) -> Vec<String> {
-    let mut v = mpk_hub::names::hostile_strings();
-    v.push("../../../victim".into());
-    v.push(e.root().join("abs-victim").to_string_lossy().into_owned());
+    // The ones aimed at the sentinels first: they do the harm.
+    let mut v = vec![
+        "../../../victim".into(),
+        e.root().join("abs-victim").to_string_lossy().into_owned(),
+    ];
+    v.extend(mpk_hub::names::hostile_strings());
     v
 }
 
