@@ -142,9 +142,24 @@ impl HfCache {
         path: &RepoPath,
         etag: &Etag,
     ) -> Result<PathBuf> {
-        let link = self.snapshot_dir(repo, commit).join(path.as_str());
+        let snap = self.snapshot_dir(repo, commit);
+        let link = snap.join(path.as_str());
         let parent = link.parent().expect("a snapshot path has a parent");
-        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+        std::fs::create_dir_all(&snap).map_err(Error::io(&snap))?;
+        // Folders below the snapshot are ours: one that is a link (planted
+        // in the cache) is replaced, never followed.
+        let mut dir = snap.clone();
+        for seg in path.as_str().split('/').take(path.depth()) {
+            dir.push(seg);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => std::fs::remove_file(&dir).map_err(Error::io(&dir))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&dir)(e)),
+            }
+            std::fs::create_dir(&dir).map_err(Error::io(&dir))?;
+        }
+        debug_assert_eq!(dir, parent);
         let target = format!("{}blobs/{etag}", "../".repeat(path.depth() + 2));
         match std::fs::symlink_metadata(&link) {
             Ok(_) => std::fs::remove_file(&link).map_err(Error::io(&link))?,
@@ -199,5 +214,16 @@ mod tests {
         std::fs::create_dir_all(d.path().join("models--o--n/blobs")).unwrap();
         std::fs::write(c.blob_path(&repo, &e1), b"hi").unwrap();
         assert_eq!(std::fs::read(&l).unwrap(), b"hi");
+        // A folder of the snapshot replaced by a link elsewhere is not
+        // followed.
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let a = d.path().join(format!("models--o--n/snapshots/{c0}/a"));
+        std::fs::remove_file(&l).unwrap();
+        std::fs::remove_dir(&a).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &a).unwrap();
+        c.link_snapshot(&repo, &c0, &path, &e1).unwrap();
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+        assert!(std::fs::symlink_metadata(&a).unwrap().is_dir());
     }
 }

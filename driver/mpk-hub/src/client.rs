@@ -14,8 +14,10 @@
 //! [`Limits::max_redirects`] hops, and a hop to another origin goes without
 //! `Authorization`; a URL with userinfo (`http://hub@evil/`) is refused.
 //! Proxies from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`,
-//! `NO_PROXY`, as ureq reads them) are used as CONNECT tunnels or SOCKS,
-//! so a proxy never receives a request, and so never the token.
+//! `NO_PROXY`, as ureq reads them) are only ever CONNECT tunnels or SOCKS:
+//! the request (and the token) goes to the target origin through the
+//! tunnel, never to the proxy as a request of its own; over `https` the
+//! proxy sees only TLS.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -93,8 +95,8 @@ impl Limits {
     }
 }
 
-/// Where and how to reach the Hub.
-#[derive(Debug, Clone)]
+/// Where and how to reach the Hub. Its `Debug` never shows the token.
+#[derive(Clone)]
 pub struct HubConfig {
     /// Base URL, no trailing slash (default `https://huggingface.co`).
     pub endpoint: String,
@@ -108,6 +110,19 @@ pub struct HubConfig {
     pub backoff: Duration,
     /// Bounds on transfers and listings.
     pub limits: Limits,
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("offline", &self.offline)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 fn env(k: &str) -> Option<String> {
@@ -760,6 +775,22 @@ mod tests {
         assert_eq!(next_link(r#"<https://h/x>; rel="prev""#), None);
         assert_eq!(encode("dir/é b.txt", true), "dir/%C3%A9%20b.txt");
         assert_eq!(encode("refs/pr/1", false), "refs%2Fpr%2F1");
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let mut c = HubConfig {
+            endpoint: "https://h".into(),
+            token: Some("hf_secret".into()),
+            offline: false,
+            attempts: 1,
+            backoff: Duration::ZERO,
+            limits: Limits::default(),
+        };
+        assert!(!format!("{c:?}").contains("hf_secret"));
+        c.endpoint = "https://u@h".into();
+        let e = Hub::new(c).unwrap_err().to_string();
+        assert!(e.contains("userinfo") && !e.contains("hf_secret"), "{e}");
     }
 
     #[test]
