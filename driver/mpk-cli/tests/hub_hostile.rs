@@ -312,6 +312,32 @@ fn hostile_oids_touch_nothing_outside_the_cache() {
 }
 
 #[test]
+fn hostile_tree_paths_touch_nothing_outside_the_cache() {
+    let e = Env::new();
+    let before = e.outside();
+    let out = e.out();
+    for form in hostile_values(&e) {
+        // A long or odd but legal name is not hostile.
+        let legal = form.len() < 256
+            && (form.bytes().all(|b| b.is_ascii_alphanumeric())
+                || (form.len() > 2 && form.bytes().all(|b| b == b'.')));
+        if legal {
+            continue;
+        }
+        for file in ["config.json", "model.safetensors"] {
+            e.hub.hostile(|h| {
+                h.path.clear();
+                h.path.insert(file.into(), form.clone());
+            });
+            let r = e.run(&["build", REPO, "-q", "-o", out.to_str().unwrap()]);
+            assert_eq!(e.outside(), before, "{file} listed as {form:?}");
+            fails(&r, &["path"]);
+        }
+    }
+    e.cache_is_clean();
+}
+
+#[test]
 fn hostile_lock_values_touch_nothing_outside_the_cache() {
     let e = Env::new();
     let l = e.lock();

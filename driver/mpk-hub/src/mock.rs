@@ -71,6 +71,9 @@ pub struct Hostile {
     /// tree `oid` becomes the blob of the matching pointer, so the lie is
     /// consistent.
     pub lfs_oid: HashMap<String, String>,
+    /// Tree `path` of these files, replaced (the listing lies about where
+    /// a file is).
+    pub path: HashMap<String, String>,
     /// Answer the revision info of any revision (not only known branches)
     /// with the main branch's commit.
     pub any_revision: bool,
@@ -304,7 +307,8 @@ impl MockHub {
                         dirs.insert(d.clone());
                     }
                     let mut e = serde_json::json!({
-                        "type": "file", "oid": oid_of(&st.hostile, p, f), "size": f.data.len(), "path": p,
+                        "type": "file", "oid": oid_of(&st.hostile, p, f), "size": f.data.len(),
+                        "path": st.hostile.path.get(p).unwrap_or(p),
                     });
                     if f.lfs {
                         let etag = etag_of(&st.hostile, p, f);
