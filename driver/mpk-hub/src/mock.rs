@@ -89,6 +89,10 @@ pub struct Hostile {
     /// Tree pages of this many bytes (JSON whitespace, no
     /// `Content-Length`).
     pub page_bytes: Option<u64>,
+    /// `/lfs-cdn/<sha>` answers with a redirect to `<prefix>/lfs-cdn/<sha>`
+    /// instead of the bytes (a redirect chain, or a loop when the prefix
+    /// is the server's own).
+    pub cdn_redirect: Option<String>,
     /// Redirect LFS files to this URL prefix (`<prefix>/lfs-cdn/<sha>`)
     /// instead of the Hub's own `/lfs-cdn`.
     pub lfs_location: Option<String>,
@@ -244,6 +248,14 @@ impl MockHub {
         if segs.first().map(String::as_str) == Some("lfs-cdn") {
             // /lfs-cdn/<sha256>: the separate download path of LFS files.
             let sha = segs.get(1).cloned().unwrap_or_default();
+            if let Some(prefix) = &st.hostile.cdn_redirect {
+                let mut r = Resp::status(302);
+                r.headers.push((
+                    "Location".into(),
+                    format!("{prefix}/lfs-cdn/{}", crate::client::encode(&sha, false)),
+                ));
+                return r;
+            }
             let found = st
                 .commits
                 .values()
