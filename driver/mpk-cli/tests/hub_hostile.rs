@@ -513,6 +513,23 @@ fn hostile_trickle_is_cut_by_the_watchdog() {
 }
 
 #[test]
+fn hostile_slow_api_is_cut_by_the_watchdog() {
+    let e = Env::new();
+    // JSON a byte every 100 ms, then no answer at all.
+    e.hub.hostile(|h| h.trickle_api_ms = Some(100));
+    let mut c = e.mpk();
+    c.env("MPK_HUB_STALL_SECS", "1").args(["lock", REPO, "-q"]);
+    fails(&bounded(c), &["revision", "stalled", "MPK_HUB_STALL_SECS"]);
+    e.hub.hostile(|h| {
+        h.trickle_api_ms = None;
+        h.hang = true;
+    });
+    let mut c = e.mpk();
+    c.env("MPK_HUB_STALL_SECS", "1").args(["lock", REPO, "-q"]);
+    fails(&bounded(c), &["revision", "imeout"]);
+}
+
+#[test]
 fn hostile_self_linking_page_is_refused() {
     let e = Env::new();
     e.hub.hostile(|h| h.self_link = true);

@@ -82,6 +82,11 @@ pub struct Hostile {
     pub endless: Vec<String>,
     /// Send these files' contents one byte every this many milliseconds.
     pub trickle_ms: HashMap<String, u64>,
+    /// Send the API's JSON (revision info, tree pages) one byte every this
+    /// many milliseconds.
+    pub trickle_api_ms: Option<u64>,
+    /// Accept connections but never answer.
+    pub hang: bool,
     /// Every tree page's `Link` points to itself.
     pub self_link: bool,
     /// The tree never ends: every page links to a new cursor.
@@ -237,6 +242,12 @@ impl MockHub {
                 .push(format!("{method} {target}"));
         }
         let r = self.route(&method, &target, range, auth.as_deref());
+        if self.state.lock().expect("lock").hostile.hang {
+            // Hold the connection open without a byte until the client goes.
+            let mut buf = [0u8; 1];
+            let _ = std::io::Read::read(&mut rd, &mut buf);
+            return Ok(());
+        }
         r.write(s, method == "HEAD")
     }
 
@@ -290,13 +301,22 @@ impl MockHub {
         let Some(files) = st.commits.get(&(repo.clone(), commit.clone())).cloned() else {
             return Resp::status(404);
         };
+        let trickle = st.hostile.trickle_api_ms.map(Stream::Trickle);
+        let api_json = |mut r: Resp| {
+            if r.stream.is_none() {
+                r.stream = trickle;
+            }
+            r
+        };
         match (api, rest[2].as_str()) {
             (true, "revision") => {
                 let sib: Vec<_> = files
                     .keys()
                     .map(|p| serde_json::json!({ "rfilename": p }))
                     .collect();
-                Resp::json(serde_json::json!({ "id": repo, "sha": commit, "siblings": sib }))
+                api_json(Resp::json(
+                    serde_json::json!({ "id": repo, "sha": commit, "siblings": sib }),
+                ))
             }
             (true, "tree") => {
                 let mut entries = Vec::new();
@@ -375,7 +395,7 @@ impl MockHub {
                         ),
                     ));
                 }
-                r
+                api_json(r)
             }
             (false, "resolve") => {
                 let fpath = rest[4..].join("/");
