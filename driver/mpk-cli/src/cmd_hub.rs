@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand};
 use mpk_erofs::{NodeId, NodeKind};
-use mpk_hub::fetch::{Event, fetch_lock, lock_repo};
+use mpk_hub::fetch::{Event, Expected, fetch_lock, lock_repo, verify_cached};
+use mpk_hub::names::{Etag, RepoId, Revision};
 use mpk_hub::{HfCache, Hub, HubConfig, Lock};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -224,17 +225,18 @@ fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
     }
 }
 
-fn hub() -> (Hub, HfCache) {
-    (Hub::new(HubConfig::from_env()), HfCache::from_env())
+fn hub() -> Result<(Hub, HfCache)> {
+    let cfg = HubConfig::from_env().context("bad Hub settings")?;
+    Ok((Hub::new(cfg)?, HfCache::from_env()))
 }
 
 fn run_lock(a: LockArgs) -> Result<()> {
-    let (hub, cache) = hub();
+    let (hub, cache) = hub()?;
     let (repo, rev) = split_repo(&a.repo);
     let include = (!a.include.is_empty()).then_some(a.include);
     let lock = lock_repo(
         &hub,
-        &cache,
+        Some(&cache),
         repo,
         rev.unwrap_or("main"),
         include,
@@ -249,7 +251,7 @@ fn run_lock(a: LockArgs) -> Result<()> {
 }
 
 fn run_fetch(a: FetchArgs) -> Result<()> {
-    let (hub, cache) = hub();
+    let (hub, cache) = hub()?;
     let lock = Lock::load(a.lock.as_std_path())?;
     let dir = fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
         .with_context(|| format!("cannot fetch {}", lock.identity))?;
@@ -264,23 +266,26 @@ fn stage(cache: &HfCache, lock: &Lock) -> Result<tempfile::TempDir> {
         .prefix("mpk-stage.")
         .tempdir()
         .context("cannot create a staging folder")?;
+    let repo = lock.repo_id()?;
     for f in &lock.files {
+        // Validated by `Lock::load`: relative, no `..`.
         let link = t.path().join(&f.path);
         if let Some(p) = link.parent() {
             std::fs::create_dir_all(p)
                 .with_context(|| format!("cannot create `{}`", p.display()))?;
         }
-        let blob = cache.blob_path(lock.repo(), f.etag());
+        let blob = cache.blob_path(&repo, &Etag::parse(f.etag())?);
         std::os::unix::fs::symlink(&blob, &link)
             .with_context(|| format!("cannot link `{}`", link.display()))?;
     }
     Ok(t)
 }
 
-/// Resolves the lock `build`/`reproduce` work from.
+/// Resolves the lock `build`/`reproduce` work from; without a lock file,
+/// locks now (writing to `cache` only when one is given).
 fn resolve_lock(
     hub: &Hub,
-    cache: &HfCache,
+    cache: Option<&HfCache>,
     repo_arg: &str,
     lock: Option<&Utf8Path>,
     include: Vec<String>,
@@ -312,13 +317,13 @@ fn resolve_lock(
                 );
             }
             let now = hub
-                .revision(repo, rev)
+                .revision(&RepoId::parse(repo)?, &Revision::parse(rev)?)
                 .with_context(|| format!("cannot resolve {repo}@{rev}"))?;
-            if now != lock.commit() {
+            if now.as_str() != lock.commit() {
                 return Err(mpk_hub::Error::RevisionMoved {
                     repo: repo.into(),
                     rev: rev.into(),
-                    hub: now,
+                    hub: now.to_string(),
                     lock: lock.commit().into(),
                 }
                 .into());
@@ -354,8 +359,15 @@ pub struct Manifest {
 }
 
 fn run_build(a: BuildArgs) -> Result<()> {
-    let (hub, cache) = hub();
-    let lock = resolve_lock(&hub, &cache, &a.repo, a.lock.as_deref(), a.include, a.quiet)?;
+    let (hub, cache) = hub()?;
+    let lock = resolve_lock(
+        &hub,
+        Some(&cache),
+        &a.repo,
+        a.lock.as_deref(),
+        a.include,
+        a.quiet,
+    )?;
     fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
         .with_context(|| format!("cannot fetch {}", lock.identity))?;
     let identity: Identity = lock.identity.parse()?;
@@ -459,7 +471,7 @@ fn write_deployments(
 
 fn run_reproduce(a: ReproduceArgs) -> Result<()> {
     let expect = crate::reference::load(&a.expect)?;
-    let (identity, _staging, dir) = if let Some(dir) = &a.dir {
+    let (identity, dir) = if let Some(dir) = &a.dir {
         let identity = match (&a.identity, &a.id) {
             (Some(i), None) => i.clone(),
             (None, Some(s)) => s.parse()?,
@@ -467,9 +479,11 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
             (Some(_), Some(_)) => bail!("the positional identity and --identity differ"),
             (None, None) => bail!("--dir needs the identity: ORG/NAME@REV or --identity"),
         };
-        (identity, None, dir.as_std_path().to_owned())
+        (identity, dir.as_std_path().to_owned())
     } else {
-        let (hub, cache) = hub();
+        // From the Hub: nothing is written, not even to the cache (no
+        // blob, ref, lock file or snapshot link).
+        let (hub, cache) = hub()?;
         let repo_arg = match (&a.id, &a.lock) {
             (Some(s), _) => s.clone(),
             (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),
@@ -477,32 +491,29 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         };
         let lock = resolve_lock(
             &hub,
-            &cache,
+            None,
             &repo_arg,
             a.lock.as_deref(),
             Vec::new(),
             a.quiet,
         )?;
-        if !hub.config().offline {
+        let identity: Identity = lock.identity.parse()?;
+        let got = if !hub.config().offline {
             // Stream every file from the Hub through the layout and the
-            // hash tree: nothing is written, so a model larger than the
-            // free disk can be reproduced.
-            let identity: Identity = lock.identity.parse()?;
-            let got = reproduce_remote(
+            // hash tree, so a model larger than the free disk can be
+            // reproduced.
+            reproduce_remote(
                 std::sync::Arc::new(hub),
                 &lock,
                 &identity,
                 a.threads,
                 a.quiet,
-            )?;
-            return verdict(&identity, &got, &expect, a.json);
-        }
-        // Offline: the files must be in the cache (verified before use).
-        fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
-            .with_context(|| format!("cannot fetch {}", lock.identity))?;
-        let staging = stage(&cache, &lock)?;
-        let dir = staging.path().to_owned();
-        (lock.identity.parse()?, Some(staging), dir)
+            )?
+        } else {
+            // Offline: read the cached blobs in place, verified first.
+            reproduce_cached(&cache, &lock, &identity, a.threads, a.quiet)?
+        };
+        return verdict(&identity, &got, &expect, a.json);
     };
     let got = reproduce_dir(&dir, &identity, a.threads, a.quiet)?;
     verdict(&identity, &got, &expect, a.json)
@@ -555,13 +566,18 @@ impl scan::Remote for HubRemote {
 }
 
 /// The tree of a lock's files (normalised as `mpk pack` normalises a
-/// folder), each read from the Hub at the lock's commit.
-fn remote_scan(hub: std::sync::Arc<Hub>, lock: &Lock) -> Result<scan::Scan> {
+/// folder), each read from the source `source` gives it; with, per node,
+/// the index of its file in the lock.
+fn lock_scan(
+    lock: &Lock,
+    mut source: impl FnMut(usize, &mpk_hub::LockedFile) -> Result<scan::Source>,
+) -> Result<(scan::Scan, Vec<Option<usize>>)> {
     use std::collections::HashMap;
     let mut tree = mpk_erofs::Tree::new(scan::DIR_PERM);
     let mut sources = vec![None];
+    let mut index = vec![None];
     let mut dirs: HashMap<String, NodeId> = HashMap::new();
-    for f in &lock.files {
+    for (i, f) in lock.files.iter().enumerate() {
         if f.path.starts_with(".cache/") {
             continue; // as `mpk pack` leaves out a top-level .cache folder
         }
@@ -580,28 +596,67 @@ fn remote_scan(hub: std::sync::Arc<Hub>, lock: &Lock) -> Result<scan::Scan> {
                         .add_dir(parent, d.as_bytes(), scan::DIR_PERM)
                         .with_context(|| format!("in {}", lock.identity))?;
                     sources.push(None);
+                    index.push(None);
                     dirs.insert(prefix.clone(), id);
                     id
                 }
             };
         }
-        let remote = mpk_hub::stream::RemoteFile::open(
-            std::sync::Arc::clone(&hub),
-            lock.repo(),
-            lock.commit(),
-            &f.into(),
-        )
-        .with_context(|| format!("cannot open `{}` on the Hub", f.path))?;
+        let src = source(i, f)?;
         tree.add_file(parent, name.as_bytes(), scan::FILE_PERM, f.size)
             .with_context(|| format!("in {}", lock.identity))?;
-        sources.push(Some(scan::Source {
+        sources.push(Some(src));
+        index.push(Some(i));
+    }
+    Ok((scan::Scan { tree, sources }, index))
+}
+
+/// The tree of a lock's files, each read from the Hub at the lock's commit.
+fn remote_scan(hub: std::sync::Arc<Hub>, lock: &Lock) -> Result<(scan::Scan, Vec<Option<usize>>)> {
+    let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
+    lock_scan(lock, |_, f| {
+        let remote = mpk_hub::stream::RemoteFile::open(
+            std::sync::Arc::clone(&hub),
+            &repo,
+            &commit,
+            &Expected::try_from(f)?,
+        )
+        .with_context(|| format!("cannot open `{}` on the Hub", f.path))?;
+        Ok(scan::Source {
             path: f.path.clone().into(),
             size: f.size,
             stamp: (0, 0, 0, 0),
             remote: Some(std::sync::Arc::new(HubRemote(remote))),
-        }));
-    }
-    Ok(scan::Scan { tree, sources })
+        })
+    })
+}
+
+/// The reference of `lock`'s files read in place from the cache (each
+/// blob verified first, then re-hashed in the pass), writing nothing.
+fn reproduce_cached(
+    cache: &HfCache,
+    lock: &Lock,
+    identity: &Identity,
+    threads: Option<usize>,
+    quiet: bool,
+) -> Result<Reference> {
+    let blobs = verify_cached(cache, lock)
+        .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
+    let (scan, index) = lock_scan(lock, |i, f| {
+        let blob = &blobs[i];
+        let m =
+            std::fs::metadata(blob).with_context(|| format!("cannot read `{}`", blob.display()))?;
+        if m.len() != f.size {
+            bail!("`{}` changed after its verification", blob.display());
+        }
+        Ok(scan::Source {
+            path: blob.clone(),
+            size: f.size,
+            stamp: scan::Source::stamp_of(&m),
+            remote: None,
+        })
+    })?;
+    check_scan(&scan, &index, lock, identity, threads, quiet)
 }
 
 /// The reference of `lock`'s files, streamed from the Hub and never
@@ -614,21 +669,34 @@ pub fn reproduce_remote(
     threads: Option<usize>,
     quiet: bool,
 ) -> Result<Reference> {
-    let scan = remote_scan(hub, lock)?;
-    let (reference, sha256) = reproduce_scan(&scan, identity, threads, quiet, true)
+    let (scan, index) = remote_scan(hub, lock)?;
+    check_scan(&scan, &index, lock, identity, threads, quiet)
+}
+
+/// Streams `scan` (built from `lock`) through the layout and the hash
+/// tree; each file's SHA-256, computed in the same pass, must equal the
+/// lock's (`index` gives each node's file in the lock).
+fn check_scan(
+    scan: &scan::Scan,
+    index: &[Option<usize>],
+    lock: &Lock,
+    identity: &Identity,
+    threads: Option<usize>,
+    quiet: bool,
+) -> Result<Reference> {
+    let (reference, sha256) = reproduce_scan(scan, identity, threads, quiet, true)
         .with_context(|| format!("cannot reproduce {}", lock.identity))?;
-    for (i, src) in scan.sources.iter().enumerate() {
-        let Some(src) = src else { continue };
-        let path = src.path.to_string_lossy();
-        let want = lock
-            .files
-            .iter()
-            .find(|f| f.path == path)
-            .map(|f| f.sha256.as_str())
-            .expect("every source comes from the lock");
+    for (i, j) in index.iter().enumerate() {
+        let Some(f) = j.map(|j| &lock.files[j]) else {
+            continue;
+        };
         let got = hex::encode(sha256[&NodeId(i)]);
-        if got != want {
-            bail!("`{path}` streamed from the Hub has sha256 {got}, but the lock says {want}");
+        if got != f.sha256 {
+            bail!(
+                "`{}` has sha256 {got}, but the lock says {}",
+                f.path,
+                f.sha256
+            );
         }
     }
     Ok(reference)

@@ -115,5 +115,13 @@ pub fn report_error(e: &anyhow::Error) -> u8 {
         return 141;
     }
     eprintln!("error: {e:#}");
-    if mpk_pack::Finding::in_chain(e) { 1 } else { 2 }
+    let hub_finding = e.chain().any(|c| {
+        c.downcast_ref::<mpk_hub::Error>()
+            .is_some_and(mpk_hub::Error::is_finding)
+    });
+    if mpk_pack::Finding::in_chain(e) || hub_finding {
+        1
+    } else {
+        2
+    }
 }

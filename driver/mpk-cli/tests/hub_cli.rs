@@ -142,6 +142,7 @@ fn ok(o: &Output) -> String {
 fn fails(o: &Output, needles: &[&str]) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!o.status.success(), "mpk succeeded; stderr: {err}");
+    assert_ne!(o.status.code(), Some(101), "mpk panicked: {err}");
     for n in needles {
         assert!(err.contains(n), "error lacks `{n}`: {err}");
     }
@@ -450,10 +451,10 @@ fn fault_lfs_byte_changed() {
     let l = lock_then(&e);
     e.hub.faults(|f| f.corrupt.push("model.safetensors".into()));
     let sha = hex::encode(Sha256::digest(&model(1)[3].1));
-    fails(
-        &e.build(&["--lock", l.to_str().unwrap()]),
-        &["model.safetensors", "LFS sha256", &sha, "deleted"],
-    );
+    let o = e.build(&["--lock", l.to_str().unwrap()]);
+    // README, "Exit codes".
+    assert_eq!(o.status.code(), Some(1));
+    fails(&o, &["model.safetensors", "LFS sha256", &sha, "deleted"]);
     e.assert_nothing_left();
 }
 
@@ -463,10 +464,10 @@ fn fault_non_lfs_changed() {
     let l = lock_then(&e);
     e.hub.faults(|f| f.corrupt.push("tökenizer.json".into()));
     let oid = git_oid(&model(1)[5].1);
-    fails(
-        &e.build(&["--lock", l.to_str().unwrap()]),
-        &["tökenizer.json", "git blob sha1", &oid],
-    );
+    let o = e.build(&["--lock", l.to_str().unwrap()]);
+    // README, "Exit codes".
+    assert_eq!(o.status.code(), Some(1));
+    fails(&o, &["tökenizer.json", "git blob sha1", &oid]);
     e.assert_nothing_left();
 }
 
@@ -476,10 +477,10 @@ fn fault_truncated_body() {
     let l = lock_then(&e);
     e.hub
         .faults(|f| f.truncate.push("model.safetensors".into()));
-    fails(
-        &e.build(&["--lock", l.to_str().unwrap()]),
-        &["model.safetensors", "size mismatch", "300000 bytes"],
-    );
+    let o = e.build(&["--lock", l.to_str().unwrap()]);
+    // README, "Exit codes".
+    assert_eq!(o.status.code(), Some(1));
+    fails(&o, &["model.safetensors", "size mismatch", "300000 bytes"]);
     e.assert_nothing_left();
 }
 
@@ -488,10 +489,10 @@ fn fault_404() {
     let e = Env::new();
     let l = lock_then(&e);
     e.hub.faults(|f| f.missing.push("config.json".into()));
-    fails(
-        &e.build(&["--lock", l.to_str().unwrap()]),
-        &["404", "config.json"],
-    );
+    let o = e.build(&["--lock", l.to_str().unwrap()]);
+    // README, "Exit codes".
+    assert_eq!(o.status.code(), Some(2));
+    fails(&o, &["404", "config.json"]);
     e.assert_nothing_left();
 }
 

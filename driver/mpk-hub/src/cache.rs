@@ -14,9 +14,18 @@
 //! otherwise. The cache folder is, in order: `HF_HUB_CACHE`,
 //! `HUGGINGFACE_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
 //! `~/.cache/huggingface/hub` (the order of `huggingface_hub` and hf-hub 1.0).
+//!
+//! This is the only module that builds paths inside the cache, and it
+//! takes only validated values ([`crate::names`]): a repo id, a commit, a
+//! 40- or 64-hex ETag, a revision under git's ref-name rules and a path
+//! under the lock's rules, so every path it returns is below the cache
+//! folder. Files it writes are opened without following symlinks.
 
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::names::{Commit, Etag, RepoId, RepoPath, Revision};
 use crate::{Error, Result};
 
 /// A held download lock of one blob (see [`HfCache::lock_blob`]).
@@ -60,37 +69,42 @@ impl HfCache {
     }
 
     /// `models--<org>--<name>`.
-    pub fn repo_dir(&self, repo: &str) -> PathBuf {
-        self.root
-            .join(format!("models--{}", repo.replace('/', "--")))
+    pub fn repo_dir(&self, repo: &RepoId) -> PathBuf {
+        self.root.join(repo.folder())
     }
 
     /// The blob of a file with this ETag.
-    pub fn blob_path(&self, repo: &str, etag: &str) -> PathBuf {
-        self.repo_dir(repo).join("blobs").join(etag)
+    pub fn blob_path(&self, repo: &RepoId, etag: &Etag) -> PathBuf {
+        self.repo_dir(repo).join("blobs").join(etag.as_str())
     }
 
     /// Where a blob is written while it downloads.
-    pub fn incomplete_path(&self, repo: &str, etag: &str) -> PathBuf {
+    pub fn incomplete_path(&self, repo: &RepoId, etag: &Etag) -> PathBuf {
         self.repo_dir(repo)
             .join("blobs")
             .join(format!("{etag}.incomplete"))
     }
 
+    /// The download lock file of a blob.
+    pub fn lock_path(&self, repo: &RepoId, etag: &Etag) -> PathBuf {
+        self.root
+            .join(".locks")
+            .join(repo.folder())
+            .join(format!("{etag}.lock"))
+    }
+
     /// Takes the download lock of a blob (`.locks/<repo folder>/<etag>.lock`,
     /// an exclusive `flock`, as `huggingface_hub` does), waiting while
     /// another process downloads the same blob; released when dropped.
-    pub fn lock_blob(&self, repo: &str, etag: &str) -> Result<BlobLock> {
-        let dir = self
-            .root
-            .join(".locks")
-            .join(format!("models--{}", repo.replace('/', "--")));
-        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
-        let path = dir.join(format!("{etag}.lock"));
+    pub fn lock_blob(&self, repo: &RepoId, etag: &Etag) -> Result<BlobLock> {
+        let path = self.lock_path(repo, etag);
+        let dir = path.parent().expect("a lock has a folder");
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
             .open(&path)
             .map_err(Error::io(&path))?;
         let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
@@ -98,25 +112,55 @@ impl HfCache {
         Ok(BlobLock { _held: lock })
     }
 
+    /// Opens the partial download of a blob for writing (appending when
+    /// `append`, else truncated), never through a symlink.
+    pub fn open_incomplete(&self, repo: &RepoId, etag: &Etag, append: bool) -> Result<File> {
+        let part = self.incomplete_path(repo, etag);
+        let dir = part.parent().expect("blobs folder");
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&part)
+            .map_err(Error::io(&part))
+    }
+
     /// The snapshot folder of a commit.
-    pub fn snapshot_dir(&self, repo: &str, commit: &str) -> PathBuf {
-        self.repo_dir(repo).join("snapshots").join(commit)
+    pub fn snapshot_dir(&self, repo: &RepoId, commit: &Commit) -> PathBuf {
+        self.repo_dir(repo).join("snapshots").join(commit.as_str())
     }
 
     /// Points `snapshots/<commit>/<path>` at `blobs/<etag>` (relative link),
     /// replacing whatever was there.
     pub fn link_snapshot(
         &self,
-        repo: &str,
-        commit: &str,
-        path: &str,
-        etag: &str,
+        repo: &RepoId,
+        commit: &Commit,
+        path: &RepoPath,
+        etag: &Etag,
     ) -> Result<PathBuf> {
-        let link = self.snapshot_dir(repo, commit).join(path);
+        let snap = self.snapshot_dir(repo, commit);
+        let link = snap.join(path.as_str());
         let parent = link.parent().expect("a snapshot path has a parent");
-        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-        let depth = path.matches('/').count() + 2;
-        let target = format!("{}blobs/{etag}", "../".repeat(depth));
+        std::fs::create_dir_all(&snap).map_err(Error::io(&snap))?;
+        // Folders below the snapshot are ours: one that is a link (planted
+        // in the cache) is replaced, never followed.
+        let mut dir = snap.clone();
+        for seg in path.as_str().split('/').take(path.depth()) {
+            dir.push(seg);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => std::fs::remove_file(&dir).map_err(Error::io(&dir))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&dir)(e)),
+            }
+            std::fs::create_dir(&dir).map_err(Error::io(&dir))?;
+        }
+        debug_assert_eq!(dir, parent);
+        let target = format!("{}blobs/{etag}", "../".repeat(path.depth() + 2));
         match std::fs::symlink_metadata(&link) {
             Ok(_) => std::fs::remove_file(&link).map_err(Error::io(&link))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -126,15 +170,20 @@ impl HfCache {
         Ok(link)
     }
 
+    /// Where branch or tag `rev` is recorded (`refs/<rev>`).
+    pub fn ref_path(&self, repo: &RepoId, rev: &Revision) -> PathBuf {
+        self.repo_dir(repo).join("refs").join(rev.as_str())
+    }
+
     /// Records that branch or tag `rev` pointed to `commit` (`refs/<rev>`).
-    pub fn write_ref(&self, repo: &str, rev: &str, commit: &str) -> Result<()> {
-        if rev == commit {
+    pub fn write_ref(&self, repo: &RepoId, rev: &Revision, commit: &Commit) -> Result<()> {
+        if rev.as_str() == commit.as_str() {
             return Ok(());
         }
-        let p = self.repo_dir(repo).join("refs").join(rev);
+        let p = self.ref_path(repo, rev);
         let parent = p.parent().expect("a ref has a parent");
         std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-        std::fs::write(&p, commit).map_err(Error::io(&p))
+        std::fs::write(&p, commit.as_str()).map_err(Error::io(&p))
     }
 }
 
@@ -146,14 +195,35 @@ mod tests {
     fn layout() {
         let d = tempfile::tempdir().unwrap();
         let c = HfCache::new(d.path());
-        let l = c.link_snapshot("o/n", "c0", "a/b.txt", "e1").unwrap();
-        assert_eq!(l, d.path().join("models--o--n/snapshots/c0/a/b.txt"));
+        let (repo, c0, e1) = (
+            RepoId::parse("o/n").unwrap(),
+            Commit::parse(&"c".repeat(40)).unwrap(),
+            Etag::parse(&"e".repeat(40)).unwrap(),
+        );
+        let path = RepoPath::parse("a/b.txt").unwrap();
+        let l = c.link_snapshot(&repo, &c0, &path, &e1).unwrap();
+        assert_eq!(
+            l,
+            d.path()
+                .join(format!("models--o--n/snapshots/{c0}/a/b.txt"))
+        );
         assert_eq!(
             std::fs::read_link(&l).unwrap(),
-            Path::new("../../../blobs/e1")
+            Path::new(&format!("../../../blobs/{e1}"))
         );
         std::fs::create_dir_all(d.path().join("models--o--n/blobs")).unwrap();
-        std::fs::write(c.blob_path("o/n", "e1"), b"hi").unwrap();
+        std::fs::write(c.blob_path(&repo, &e1), b"hi").unwrap();
         assert_eq!(std::fs::read(&l).unwrap(), b"hi");
+        // A folder of the snapshot replaced by a link elsewhere is not
+        // followed.
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let a = d.path().join(format!("models--o--n/snapshots/{c0}/a"));
+        std::fs::remove_file(&l).unwrap();
+        std::fs::remove_dir(&a).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &a).unwrap();
+        c.link_snapshot(&repo, &c0, &path, &e1).unwrap();
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+        assert!(std::fs::symlink_metadata(&a).unwrap().is_dir());
     }
 }

@@ -82,6 +82,25 @@ pub enum Error {
     /// `HF_HUB_OFFLINE` is set and a file is not in the cache.
     #[error("HF_HUB_OFFLINE is set and `{0}` is not in the cache")]
     Offline(String),
+    /// A value from the Hub or a lock that breaks its rule (see
+    /// [`crate::names`]); it is never used.
+    #[error("{field} {value}: {why}")]
+    Invalid {
+        /// Which kind of value (`git oid`, `revision`, `path`, …).
+        field: &'static str,
+        /// The value, quoted and escaped, cut if long.
+        value: String,
+        /// The rule it breaks.
+        why: String,
+    },
+    /// A transfer broke one of the bounds of [`crate::client::Limits`].
+    #[error("{url}: {msg}")]
+    Bound {
+        /// The URL.
+        url: String,
+        /// Which bound, and the setting that raises it.
+        msg: String,
+    },
     /// An invalid lock file.
     #[error("invalid lock: {0}")]
     InvalidLock(String),
@@ -96,6 +115,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// A negative finding: bytes that were read are not what the Hub
+    /// published or the lock pins (the CLI exits 1 for these, 2 for the
+    /// rest).
+    pub fn is_finding(&self) -> bool {
+        matches!(self, Self::HashMismatch { .. } | Self::LockMismatch(_))
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();

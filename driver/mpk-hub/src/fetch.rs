@@ -10,46 +10,70 @@
 //! cached blob (from any client) is re-verified before it is used.
 
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cache::HfCache;
-use crate::client::{Attempt, FileMeta, Hub};
+use crate::client::{Attempt, FileMeta, Hub, TreeFile};
 use crate::lock::{Lock, LockedFile, included};
+use crate::names::{Commit, Etag, GitOid, RepoId, RepoPath, Revision, Sha256Hex, check_size};
 use crate::oid::{GitBlobHasher, git_blob_sha1, lfs_pointer};
 use crate::{Error, Result};
 
-/// What is known about a file before it is fetched.
+/// What is known about a file before it is fetched, validated.
 #[derive(Debug, Clone)]
-pub struct Expected<'a> {
+pub struct Expected {
     /// Path in the repo.
-    pub path: &'a str,
+    pub path: RepoPath,
     /// Size of the contents.
     pub size: u64,
     /// Git blob SHA-1 (of the pointer for LFS files).
-    pub git_oid: &'a str,
+    pub git_oid: GitOid,
     /// LFS SHA-256, for LFS files.
-    pub lfs_sha256: Option<&'a str>,
+    pub lfs_sha256: Option<Sha256Hex>,
     /// Plain SHA-256, when a lock recorded it.
-    pub sha256: Option<&'a str>,
+    pub sha256: Option<Sha256Hex>,
 }
 
-impl<'a> From<&'a LockedFile> for Expected<'a> {
-    fn from(f: &'a LockedFile) -> Self {
+impl TryFrom<&LockedFile> for Expected {
+    type Error = Error;
+    fn try_from(f: &LockedFile) -> Result<Self> {
+        let at = |e: Error| Error::InvalidLock(format!("`{}`: {e}", f.path.escape_debug()));
+        Ok(Self {
+            path: RepoPath::parse(&f.path).map_err(at)?,
+            size: check_size("size", f.size).map_err(at)?,
+            git_oid: GitOid::parse(&f.git_oid).map_err(at)?,
+            lfs_sha256: f
+                .lfs_sha256
+                .as_deref()
+                .map(Sha256Hex::parse)
+                .transpose()
+                .map_err(at)?,
+            sha256: Some(Sha256Hex::parse(&f.sha256).map_err(at)?),
+        })
+    }
+}
+
+impl From<&TreeFile> for Expected {
+    fn from(f: &TreeFile) -> Self {
         Self {
-            path: &f.path,
+            path: f.path.clone(),
             size: f.size,
-            git_oid: &f.git_oid,
-            lfs_sha256: f.lfs_sha256.as_deref(),
-            sha256: Some(&f.sha256),
+            git_oid: f.oid.clone(),
+            lfs_sha256: f.lfs.clone(),
+            sha256: None,
         }
     }
 }
 
-impl Expected<'_> {
-    fn etag(&self) -> &str {
-        self.lfs_sha256.unwrap_or(self.git_oid)
+impl Expected {
+    /// The blob name in the cache: the LFS SHA-256, else the git oid.
+    pub fn etag(&self) -> Etag {
+        match &self.lfs_sha256 {
+            Some(l) => l.into(),
+            None => (&self.git_oid).into(),
+        }
     }
 }
 
@@ -71,91 +95,113 @@ pub enum Event<'a> {
 /// A progress callback.
 pub type Progress<'a> = &'a mut dyn FnMut(Event<'_>);
 
+/// Hashes of one file's bytes, checked against `exp` as they stream.
+struct Hashes {
+    sha: Sha256,
+    git: Option<GitBlobHasher>,
+}
+
+impl Hashes {
+    fn new(exp: &Expected) -> Self {
+        Self {
+            sha: Sha256::new(),
+            git: exp
+                .lfs_sha256
+                .is_none()
+                .then(|| GitBlobHasher::new(exp.size)),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        self.sha.update(b);
+        if let Some(g) = &mut self.git {
+            g.update(b);
+        }
+    }
+    /// Checks the hashes against `exp`; returns the SHA-256 hex.
+    fn check(self, exp: &Expected, note: &'static str) -> Result<String> {
+        let mismatch = |kind, expected: &str, actual: String| Error::HashMismatch {
+            path: exp.path.to_string(),
+            kind,
+            expected: expected.to_owned(),
+            actual,
+            note,
+        };
+        let sha = hex::encode(self.sha.finalize());
+        if let Some(l) = &exp.lfs_sha256 {
+            if sha != l.as_str() {
+                return Err(mismatch("LFS sha256 (the Hub's lfs.oid)", l.as_str(), sha));
+            }
+        }
+        if let Some(g) = self.git {
+            let g = g.finish();
+            if g != exp.git_oid.as_str() {
+                return Err(mismatch(
+                    "git blob sha1 (the Hub's oid)",
+                    exp.git_oid.as_str(),
+                    g,
+                ));
+            }
+        }
+        if let Some(s) = &exp.sha256 {
+            if sha != s.as_str() {
+                return Err(mismatch("sha256 (the lock's)", s.as_str(), sha));
+            }
+        }
+        Ok(sha)
+    }
+}
+
 /// Hashes a file and checks it against `exp`; returns the SHA-256 hex.
-fn verify(path: &Path, exp: &Expected<'_>, note: &'static str) -> Result<String> {
+fn verify(path: &Path, exp: &Expected, note: &'static str) -> Result<String> {
     let mut f = File::open(path).map_err(Error::io(path))?;
     let len = f.metadata().map_err(Error::io(path))?.len();
-    let mismatch = |kind, expected: String, actual: String| Error::HashMismatch {
-        path: exp.path.to_owned(),
-        kind,
-        expected,
-        actual,
-        note,
-    };
     if len != exp.size {
-        return Err(mismatch(
-            "size",
-            format!("{} bytes", exp.size),
-            format!("{len} bytes (truncated or wrong)"),
-        ));
+        return Err(Error::HashMismatch {
+            path: exp.path.to_string(),
+            kind: "size",
+            expected: format!("{} bytes", exp.size),
+            actual: format!("{len} bytes (truncated or wrong)"),
+            note,
+        });
     }
-    let mut sha = Sha256::new();
-    let mut git = exp.lfs_sha256.is_none().then(|| GitBlobHasher::new(len));
+    let mut h = Hashes::new(exp);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(Error::io(path))?;
         if n == 0 {
             break;
         }
-        sha.update(&buf[..n]);
-        if let Some(g) = &mut git {
-            g.update(&buf[..n]);
-        }
+        h.update(&buf[..n]);
     }
-    let sha = hex::encode(sha.finalize());
-    if let Some(l) = exp.lfs_sha256 {
-        if sha != l {
-            return Err(mismatch(
-                "LFS sha256 (the Hub's lfs.oid)",
-                l.to_owned(),
-                sha,
-            ));
-        }
-    }
-    if let Some(g) = git {
-        let g = g.finish();
-        if g != exp.git_oid {
-            return Err(mismatch(
-                "git blob sha1 (the Hub's oid)",
-                exp.git_oid.to_owned(),
-                g,
-            ));
-        }
-    }
-    if let Some(s) = exp.sha256 {
-        if sha != s {
-            return Err(mismatch("sha256 (the lock's)", s.to_owned(), sha));
-        }
-    }
-    Ok(sha)
+    h.check(exp, note)
 }
 
 const DELETED: &str = "; the bad copy was deleted";
 
-/// Makes `path` of `repo` at `commit` present and verified in the cache
-/// and linked from the snapshot; returns its SHA-256 hex.
+/// Makes `exp.path` of `repo` at `commit` present and verified in the
+/// cache and linked from the snapshot; returns its SHA-256 hex.
 pub fn fetch_file(
     hub: &Hub,
     cache: &HfCache,
-    repo: &str,
-    commit: &str,
-    exp: &Expected<'_>,
+    repo: &RepoId,
+    commit: &Commit,
+    exp: &Expected,
     progress: Progress<'_>,
 ) -> Result<String> {
     let etag = exp.etag();
-    let blob = cache.blob_path(repo, etag);
+    let blob = cache.blob_path(repo, &etag);
     // One download per blob across processes: whoever holds the lock
     // downloads, the others wait and then find the verified blob.
     let _lock = if hub.config().offline {
         None
     } else {
-        Some(cache.lock_blob(repo, etag)?)
+        Some(cache.lock_blob(repo, &etag)?)
     };
-    if blob.exists() {
+    if std::fs::symlink_metadata(&blob).is_ok() {
         match verify(&blob, exp, DELETED) {
             Ok(sha) => {
-                cache.link_snapshot(repo, commit, exp.path, etag)?;
-                progress(Event::Cached(exp.path, exp.size));
+                cache.link_snapshot(repo, commit, &exp.path, &etag)?;
+                progress(Event::Cached(exp.path.as_str(), exp.size));
                 return Ok(sha);
             }
             Err(e) => {
@@ -170,12 +216,10 @@ pub fn fetch_file(
     if hub.config().offline {
         return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
     }
-    let meta = hub.file_meta(repo, commit, exp.path)?;
+    let meta = hub.file_meta(repo, commit, &exp.path)?;
     check_meta(&meta, commit, exp)?;
-    let part = cache.incomplete_path(repo, etag);
-    let dir = part.parent().expect("blobs folder");
-    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    download(hub, &meta.url, &part, exp, progress)?;
+    download(hub, cache, repo, &meta.url, exp, progress)?;
+    let part = cache.incomplete_path(repo, &etag);
     let sha = match verify(&part, exp, DELETED) {
         Ok(s) => s,
         Err(e) => {
@@ -184,27 +228,46 @@ pub fn fetch_file(
         }
     };
     std::fs::rename(&part, &blob).map_err(Error::io(&blob))?;
-    cache.link_snapshot(repo, commit, exp.path, etag)?;
-    progress(Event::Done(exp.path));
+    cache.link_snapshot(repo, commit, &exp.path, &etag)?;
+    progress(Event::Done(exp.path.as_str()));
     Ok(sha)
+}
+
+/// Checks each file of `lock` in the cache without writing anything (no
+/// link, no lock file, a bad blob is left as it is); returns the blob of
+/// each file, in the lock's order. For `mpk reproduce` offline.
+pub fn verify_cached(cache: &HfCache, lock: &Lock) -> Result<Vec<PathBuf>> {
+    lock.validate()?;
+    let repo = lock.repo_id()?;
+    let mut out = Vec::new();
+    for f in &lock.files {
+        let exp = Expected::try_from(f)?;
+        let blob = cache.blob_path(&repo, &exp.etag());
+        if std::fs::symlink_metadata(&blob).is_err() {
+            return Err(Error::Offline(format!("{}/{}", lock.identity, exp.path)));
+        }
+        verify(&blob, &exp, "; the cached copy is bad")?;
+        out.push(blob);
+    }
+    Ok(out)
 }
 
 /// Checks what `HEAD resolve/<commit>/<path>` said (commit, ETag, size)
 /// against what the lock expects.
-pub fn check_meta(meta: &FileMeta, commit: &str, exp: &Expected<'_>) -> Result<()> {
+pub fn check_meta(meta: &FileMeta, commit: &Commit, exp: &Expected) -> Result<()> {
     if let Some(c) = &meta.commit {
-        if c != commit {
+        if c != commit.as_str() {
             return Err(Error::LockMismatch(format!(
-                "`{}`: asked for commit {commit}, the Hub answered for {c}",
-                exp.path
+                "`{}`: asked for commit {commit}, the Hub answered for {:?}",
+                exp.path, c
             )));
         }
     }
     let etag = exp.etag();
     if let Some(e) = &meta.etag {
-        if e != etag {
+        if e != etag.as_str() {
             return Err(Error::LockMismatch(format!(
-                "`{}`: the Hub's ETag is {e}, expected {etag}",
+                "`{}`: the Hub's ETag is {e:?}, expected {etag}",
                 exp.path
             )));
         }
@@ -220,25 +283,90 @@ pub fn check_meta(meta: &FileMeta, commit: &str, exp: &Expected<'_>) -> Result<(
     Ok(())
 }
 
-/// Downloads `url` into `part`, resuming what is there.
+/// Reads a body of exactly `want` bytes into `sink`, under the
+/// minimum-progress watchdog; a body that goes on past `want` is a final
+/// error, read no further than one byte past it (not even that when the
+/// server announced `Content-Length: want`).
+fn read_exact_body(
+    hub: &Hub,
+    r: &mut crate::client::Response,
+    url: &str,
+    path: &str,
+    want: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<(), Attempt> {
+    let announced = r
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = announced {
+        if n > want {
+            return Err(Attempt::Fatal(Error::Bound {
+                url: url.to_owned(),
+                msg: format!("`{path}`: the server announces {n} bytes, {want} expected"),
+            }));
+        }
+    }
+    let mut rd = hub.guard(r.body_mut().as_reader(), url);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        if got == want && announced == Some(want) {
+            return Ok(());
+        }
+        let room = (want - got).saturating_add(1).min(buf.len() as u64) as usize;
+        let n = match rd.read(&mut buf[..room]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) => {
+                return Err(Attempt::Retry(Error::Network {
+                    url: url.to_owned(),
+                    source: Box::new(e),
+                }));
+            }
+        };
+        if got + n as u64 > want {
+            return Err(Attempt::Fatal(Error::Bound {
+                url: url.to_owned(),
+                msg: format!("`{path}`: the body goes on past the {want} bytes expected; refused"),
+            }));
+        }
+        got += n as u64;
+        sink(&buf[..n]).map_err(Attempt::Fatal)?;
+    }
+}
+
+/// Downloads `url` into the blob's `.incomplete`, resuming what is there.
 fn download(
     hub: &Hub,
+    cache: &HfCache,
+    repo: &RepoId,
     url: &str,
-    part: &Path,
-    exp: &Expected<'_>,
+    exp: &Expected,
     progress: Progress<'_>,
 ) -> Result<()> {
+    let etag = exp.etag();
+    let part = cache.incomplete_path(repo, &etag);
+    let path = exp.path.as_str();
     hub.retry(|attempt| {
-        let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-        let have = if have > exp.size { 0 } else { have };
+        let have = match std::fs::symlink_metadata(&part) {
+            Ok(m) if m.is_file() && m.len() <= exp.size => m.len(),
+            Ok(_) => {
+                // Not ours to resume (a link, a folder, too long).
+                let _ = std::fs::remove_file(&part);
+                0
+            }
+            Err(_) => 0,
+        };
         if have == exp.size && have > 0 {
             return Ok(());
         }
-        let what = format!("`{}`", exp.path);
+        let what = format!("`{path}`");
         let r = hub.request("GET", url, (have > 0).then_some(have), &what);
         let mut r = match r {
             Err(Attempt::Retry(e)) => {
-                progress(Event::Retry(exp.path, &e.to_string()));
+                progress(Event::Retry(path, &e.to_string()));
                 return Err(Attempt::Retry(e));
             }
             r => r?,
@@ -250,48 +378,80 @@ fn download(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
         if status == 416 || (status != 200 && !resumed) {
-            let _ = std::fs::remove_file(part);
+            let _ = std::fs::remove_file(&part);
             return Err(Attempt::Retry(Error::Protocol {
                 url: url.to_owned(),
                 msg: format!("unexpected HTTP {status} to a download (attempt {attempt})"),
             }));
         }
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(resumed)
-            .write(true)
-            .truncate(!resumed)
-            .open(part)
-            .map_err(|e| Attempt::Fatal(Error::io(part)(e)))?;
-        progress(Event::Start(
-            exp.path,
-            if resumed { have } else { 0 },
-            exp.size,
-        ));
-        let mut rd = r.body_mut().as_reader();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match rd.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = f.sync_all();
-                    let e = Error::Network {
-                        url: url.to_owned(),
-                        source: Box::new(e),
-                    };
-                    progress(Event::Retry(exp.path, &e.to_string()));
-                    return Err(Attempt::Retry(e));
-                }
-            };
-            f.write_all(&buf[..n])
-                .map_err(|e| Attempt::Fatal(Error::io(part)(e)))?;
-            progress(Event::Bytes(n as u64));
+        let mut f = cache.open_incomplete(repo, &etag, resumed)?;
+        let from = if resumed { have } else { 0 };
+        progress(Event::Start(path, from, exp.size));
+        let res = read_exact_body(hub, &mut r, url, path, exp.size - from, &mut |b| {
+            f.write_all(b).map_err(Error::io(&part))?;
+            progress(Event::Bytes(b.len() as u64));
+            Ok(())
+        });
+        let _ = f.sync_all();
+        match res {
+            Ok(()) => Ok(()),
+            Err(Attempt::Retry(e)) => {
+                progress(Event::Retry(path, &e.to_string()));
+                Err(Attempt::Retry(e))
+            }
+            Err(Attempt::Fatal(e)) => {
+                // A body that lies about its size leaves nothing behind.
+                let _ = std::fs::remove_file(&part);
+                Err(Attempt::Fatal(e))
+            }
         }
-        f.sync_all()
-            .map_err(|e| Attempt::Fatal(Error::io(part)(e)))?;
-        Ok(())
     })
+}
+
+/// Streams a file from the Hub and hashes it, writing nothing; checks
+/// the hashes `exp` has; returns the SHA-256 hex.
+pub fn hash_remote(
+    hub: &Hub,
+    repo: &RepoId,
+    commit: &Commit,
+    exp: &Expected,
+    progress: Progress<'_>,
+) -> Result<String> {
+    if hub.config().offline {
+        return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
+    }
+    let meta = hub.file_meta(repo, commit, &exp.path)?;
+    check_meta(&meta, commit, exp)?;
+    let path = exp.path.as_str();
+    let h = hub.retry(|_| {
+        let mut r = hub.request("GET", &meta.url, None, &format!("`{path}`"))?;
+        let status = r.status().as_u16();
+        if status != 200 {
+            return Err(Attempt::Retry(Error::Protocol {
+                url: meta.url.clone(),
+                msg: format!("unexpected HTTP {status} to a download"),
+            }));
+        }
+        let mut h = Hashes::new(exp);
+        let mut got = 0u64;
+        let res = read_exact_body(hub, &mut r, &meta.url, path, exp.size, &mut |b| {
+            h.update(b);
+            got += b.len() as u64;
+            Ok(())
+        });
+        if let Err(Attempt::Retry(e)) = &res {
+            progress(Event::Retry(path, &e.to_string()));
+        }
+        res?;
+        if got != exp.size {
+            return Err(Attempt::Retry(Error::Protocol {
+                url: meta.url.clone(),
+                msg: format!("`{path}`: {got} bytes of {}", exp.size),
+            }));
+        }
+        Ok(h)
+    })?;
+    h.check(exp, "")
 }
 
 /// Fetches and verifies every file of `lock`; returns the snapshot folder
@@ -303,83 +463,71 @@ pub fn fetch_lock(
     progress: Progress<'_>,
 ) -> Result<PathBuf> {
     lock.validate()?;
-    let (repo, commit) = (lock.repo(), lock.commit());
+    let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
     for f in &lock.files {
-        fetch_file(hub, cache, repo, commit, &f.into(), progress)?;
+        fetch_file(hub, cache, &repo, &commit, &f.try_into()?, progress)?;
     }
-    Ok(cache.snapshot_dir(repo, commit))
+    Ok(cache.snapshot_dir(&repo, &commit))
 }
 
 /// Locks `repo` at `rev`: resolves the commit, lists the tree (all
 /// pages), keeps the files `include` selects, and records every file's
-/// hashes; non-LFS files are downloaded into the cache (verified against
-/// their git blob SHA-1) to hash them.
+/// hashes. Non-LFS files are hashed (and verified against their git blob
+/// SHA-1) by downloading them into `cache`, or, when `cache` is `None`,
+/// by streaming them: then nothing at all is written.
 pub fn lock_repo(
     hub: &Hub,
-    cache: &HfCache,
+    cache: Option<&HfCache>,
     repo: &str,
     rev: &str,
     include: Option<Vec<String>>,
     progress: Progress<'_>,
 ) -> Result<Lock> {
-    crate::lock::check_repo(repo)?;
-    let commit = hub.revision(repo, rev)?;
+    let repo = RepoId::parse(repo)?;
+    let rev = Revision::parse(rev)?;
+    let commit = hub.revision(&repo, &rev)?;
     let mut entries: Vec<_> = hub
-        .tree(repo, &commit)?
+        .tree(&repo, &commit)?
         .into_iter()
-        .filter(|e| e.kind == "file" && included(include.as_deref(), &e.path))
+        .filter(|e| included(include.as_deref(), e.path.as_str()))
         .collect();
-    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    entries.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
     let mut files = Vec::new();
     for e in entries {
-        crate::lock::check_path(&e.path)?;
         let sha256 = match &e.lfs {
             Some(l) => {
-                if l.size != e.size {
+                let p = git_blob_sha1(lfs_pointer(l.as_str(), e.size).as_bytes());
+                if p != e.oid.as_str() {
                     return Err(Error::Protocol {
-                        url: hub.resolve_url(repo, &commit, &e.path),
-                        msg: format!(
-                            "tree entry `{}`: size {} but lfs.size {}",
-                            e.path, e.size, l.size
-                        ),
-                    });
-                }
-                let p = git_blob_sha1(lfs_pointer(&l.oid, l.size).as_bytes());
-                if p != e.oid {
-                    return Err(Error::Protocol {
-                        url: hub.resolve_url(repo, &commit, &e.path),
+                        url: hub.resolve_url(&repo, &commit, &e.path),
                         msg: format!(
                             "tree entry `{}`: oid {} is not the blob of its LFS pointer ({p})",
                             e.path, e.oid
                         ),
                     });
                 }
-                l.oid.clone()
+                l.to_string()
             }
-            None => {
-                let exp = Expected {
-                    path: &e.path,
-                    size: e.size,
-                    git_oid: &e.oid,
-                    lfs_sha256: None,
-                    sha256: None,
-                };
-                fetch_file(hub, cache, repo, &commit, &exp, progress)?
-            }
+            None => match cache {
+                Some(c) => fetch_file(hub, c, &repo, &commit, &(&e).into(), progress)?,
+                None => hash_remote(hub, &repo, &commit, &(&e).into(), progress)?,
+            },
         };
         files.push(LockedFile {
-            path: e.path,
+            path: e.path.to_string(),
             size: e.size,
-            git_oid: e.oid,
-            lfs_sha256: e.lfs.map(|l| l.oid),
+            git_oid: e.oid.to_string(),
+            lfs_sha256: e.lfs.as_ref().map(ToString::to_string),
             sha256,
         });
     }
-    cache.write_ref(repo, rev, &commit)?;
+    if let Some(c) = cache {
+        c.write_ref(&repo, &rev, &commit)?;
+    }
     let lock = Lock {
         version: crate::lock::VERSION,
         identity: format!("{repo}@{commit}"),
-        revision: rev.to_owned(),
+        revision: rev.to_string(),
         include,
         files,
     };

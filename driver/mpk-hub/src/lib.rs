@@ -1,7 +1,8 @@
 //! The Hugging Face Hub edge of mpk: lock files (`lock`), the Hub's
 //! hashes (`oid`), the HTTP client (`client`), the standard Hugging Face
 //! cache layout (`cache`), verified downloads into it (`fetch`) and ranged
-//! reads that bypass it (`stream`).
+//! reads that bypass it (`stream`); `names` validates every value from
+//! the Hub or a lock before it reaches a path, a URL or a size.
 //!
 //! This crate does HTTP and files; it knows nothing of images. Every URL it
 //! builds for a file names the 40-hex commit, never a branch, and every
@@ -14,6 +15,7 @@ pub mod fetch;
 pub mod lock;
 #[cfg(feature = "mock")]
 pub mod mock;
+pub mod names;
 pub mod oid;
 pub mod stream;
 

@@ -34,7 +34,10 @@
 //!   list was filtered with (`*` and `?` match within one path segment, `**`
 //!   across segments, a trailing `/` matches everything below a folder).
 //! - `files`: every file, sorted by path bytes, no duplicates; paths are
-//!   relative, `/`-separated, without empty, `.` or `..` segments.
+//!   relative, `/`-separated, without empty, `.` or `..` segments or
+//!   control characters or `\`, at most 4096 bytes (255 per segment); sizes at
+//!   most 4 TiB; `revision` follows git's ref-name rules (see
+//!   [`crate::names`]).
 //!   `git_oid` is the tree's `oid`; for LFS files it must equal the git blob
 //!   SHA-1 of the canonical pointer built from `lfs_sha256` and `size`, and
 //!   `sha256` must equal `lfs_sha256`.
@@ -45,6 +48,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+use crate::names::{Commit, RepoId, RepoPath, Revision, check_size};
 use crate::oid::{git_blob_sha1, is_hex, lfs_pointer, sha256_hex};
 use crate::{Error, Result};
 
@@ -92,35 +96,15 @@ impl LockedFile {
     }
 }
 
-/// Checks a repo id `org/name`.
+/// Checks a repo id `org/name` ([`RepoId`]).
 pub fn check_repo(repo: &str) -> Result<()> {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 96
-            && s != "."
-            && s != ".."
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    match repo.split_once('/') {
-        Some((o, n)) if ok(o) && ok(n) => Ok(()),
-        _ => Err(Error::InvalidLock(format!(
-            "repo `{repo}` is not ORG/NAME (letters, digits, `-`, `_`, `.`)"
-        ))),
-    }
+    RepoId::parse(repo).map(drop)
 }
 
-/// Checks a path inside a repo.
+/// Checks a path inside a repo ([`RepoPath`]: relative, no empty, `.` or
+/// `..` segments, no control characters, bounded length).
 pub fn check_path(p: &str) -> Result<()> {
-    if p.is_empty()
-        || p.split('/').any(|s| s.is_empty() || s == "." || s == "..")
-        || p.contains('\0')
-    {
-        return Err(Error::InvalidLock(format!(
-            "path `{p}` is not a relative path without empty, `.` or `..` segments"
-        )));
-    }
-    Ok(())
+    RepoPath::parse(p).map(drop)
 }
 
 /// Whether `path` matches one include pattern.
@@ -161,9 +145,23 @@ impl Lock {
         self.identity.split_once('@').map_or("", |(_, c)| c)
     }
 
+    /// The repo id, validated.
+    pub fn repo_id(&self) -> Result<RepoId> {
+        RepoId::parse(self.repo()).map_err(|e| Error::InvalidLock(format!("identity: {e}")))
+    }
+
+    /// The commit, validated.
+    pub fn commit_id(&self) -> Result<Commit> {
+        Commit::parse(self.commit()).map_err(|e| Error::InvalidLock(format!("identity: {e}")))
+    }
+
     /// Checks every rule of the schema.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidLock(m));
+        let field = |what: &str| {
+            let what = what.to_owned();
+            move |e: Error| Error::InvalidLock(format!("{what}: {e}"))
+        };
         if self.version != VERSION {
             return bad(format!(
                 "version {} is not supported (this mpk reads version {VERSION})",
@@ -173,23 +171,22 @@ impl Lock {
         let Some((repo, commit)) = self.identity.split_once('@') else {
             return bad(format!("identity `{}` has no `@commit`", self.identity));
         };
-        check_repo(repo)?;
+        RepoId::parse(repo).map_err(field("identity"))?;
         if !is_hex(commit, 40) {
             return bad(format!(
                 "identity `{}`: `{commit}` is not a 40-hex lowercase commit",
                 self.identity
             ));
         }
-        if self.revision.is_empty() {
-            return bad("revision is empty".into());
-        }
+        Revision::parse(&self.revision).map_err(field("revision"))?;
         if let Some(inc) = &self.include {
             if inc.is_empty() || inc.iter().any(String::is_empty) {
                 return bad("include must be null or a list of non-empty patterns".into());
             }
         }
         for (i, f) in self.files.iter().enumerate() {
-            check_path(&f.path)?;
+            RepoPath::parse(&f.path).map_err(field(&format!("file {i}")))?;
+            check_size("size", f.size).map_err(field(&format!("`{}`", f.path)))?;
             if i > 0 && self.files[i - 1].path.as_bytes() >= f.path.as_bytes() {
                 return bad(format!(
                     "files are not sorted by path without duplicates at `{}`",

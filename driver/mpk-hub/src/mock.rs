@@ -4,7 +4,11 @@
 //! with `Link` pagination, `resolve` with `X-Repo-Commit`, `ETag`,
 //! `X-Linked-Etag`/`X-Linked-Size` and a redirect of LFS files to a
 //! separate download path, `Range` requests, and a bearer token for gated
-//! repos. Faults can be injected per file path.
+//! repos. Faults can be injected per file path, and a hostile mode
+//! ([`Hostile`]) makes it lie: path-like oids and revisions, endless and
+//! trickling bodies, self-linking, endless and oversized listing pages,
+//! and redirects of LFS downloads to another origin (a second mock, which
+//! records whether a request carried `Authorization`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -58,6 +62,47 @@ pub struct Faults {
     pub slow_ms: HashMap<String, u64>,
 }
 
+/// A lying Hub: each field turns on one hostile behaviour.
+#[derive(Debug, Default, Clone)]
+pub struct Hostile {
+    /// Tree `oid` (and `ETag`) of these non-LFS files, replaced.
+    pub oid: HashMap<String, String>,
+    /// `lfs.oid` (and `X-Linked-Etag`) of these LFS files, replaced; the
+    /// tree `oid` becomes the blob of the matching pointer, so the lie is
+    /// consistent.
+    pub lfs_oid: HashMap<String, String>,
+    /// Tree `path` of these files, replaced (the listing lies about where
+    /// a file is).
+    pub path: HashMap<String, String>,
+    /// Answer the revision info of any revision (not only known branches)
+    /// with the main branch's commit.
+    pub any_revision: bool,
+    /// After these files' contents, send bytes forever (no
+    /// `Content-Length`).
+    pub endless: Vec<String>,
+    /// Send these files' contents one byte every this many milliseconds.
+    pub trickle_ms: HashMap<String, u64>,
+    /// Send the API's JSON (revision info, tree pages) one byte every this
+    /// many milliseconds.
+    pub trickle_api_ms: Option<u64>,
+    /// Accept connections but never answer.
+    pub hang: bool,
+    /// Every tree page's `Link` points to itself.
+    pub self_link: bool,
+    /// The tree never ends: every page links to a new cursor.
+    pub endless_pages: bool,
+    /// Tree pages of this many bytes (JSON whitespace, no
+    /// `Content-Length`).
+    pub page_bytes: Option<u64>,
+    /// `/lfs-cdn/<sha>` answers with a redirect to `<prefix>/lfs-cdn/<sha>`
+    /// instead of the bytes (a redirect chain, or a loop when the prefix
+    /// is the server's own).
+    pub cdn_redirect: Option<String>,
+    /// Redirect LFS files to this URL prefix (`<prefix>/lfs-cdn/<sha>`)
+    /// instead of the Hub's own `/lfs-cdn`.
+    pub lfs_location: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// repo → branch → commit.
@@ -66,7 +111,9 @@ struct State {
     commits: HashMap<(String, String), BTreeMap<String, MockFile>>,
     gated: Vec<String>,
     faults: Faults,
+    hostile: Hostile,
     log: Vec<String>,
+    authed: Vec<String>,
 }
 
 /// A running mock Hub.
@@ -84,7 +131,12 @@ pub struct MockHub {
 impl MockHub {
     /// Starts a server on a free port; it lives as long as the process.
     pub fn start() -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        Self::start_on(0).expect("bind 127.0.0.1")
+    }
+
+    /// Starts a server on `port` of 127.0.0.1 (0: any free port).
+    pub fn start_on(port: u16) -> std::io::Result<Self> {
+        let l = TcpListener::bind(("127.0.0.1", port))?;
         let endpoint = format!("http://{}", l.local_addr().expect("address"));
         let hub = Self {
             state: Arc::default(),
@@ -101,7 +153,18 @@ impl MockHub {
                 });
             }
         });
-        hub
+        Ok(hub)
+    }
+
+    /// Changes the hostile behaviours.
+    pub fn hostile(&self, f: impl FnOnce(&mut Hostile)) {
+        f(&mut self.state.lock().expect("lock").hostile);
+    }
+
+    /// Every request that carried an `Authorization` header, as `METHOD
+    /// path`.
+    pub fn authed(&self) -> Vec<String> {
+        self.state.lock().expect("lock").authed.clone()
     }
 
     /// Adds (or replaces) commit `commit` of `repo` with `files`
@@ -171,7 +234,20 @@ impl MockHub {
             range.map(|r| format!(" range={r}-")).unwrap_or_default()
         ));
         let auth = headers.get("authorization").cloned();
+        if auth.is_some() {
+            self.state
+                .lock()
+                .expect("lock")
+                .authed
+                .push(format!("{method} {target}"));
+        }
         let r = self.route(&method, &target, range, auth.as_deref());
+        if self.state.lock().expect("lock").hostile.hang {
+            // Hold the connection open without a byte until the client goes.
+            let mut buf = [0u8; 1];
+            let _ = std::io::Read::read(&mut rd, &mut buf);
+            return Ok(());
+        }
         r.write(s, method == "HEAD")
     }
 
@@ -183,11 +259,21 @@ impl MockHub {
         if segs.first().map(String::as_str) == Some("lfs-cdn") {
             // /lfs-cdn/<sha256>: the separate download path of LFS files.
             let sha = segs.get(1).cloned().unwrap_or_default();
+            if let Some(prefix) = &st.hostile.cdn_redirect {
+                let mut r = Resp::status(302);
+                r.headers.push((
+                    "Location".into(),
+                    format!("{prefix}/lfs-cdn/{}", crate::client::encode(&sha, false)),
+                ));
+                return r;
+            }
             let found = st
                 .commits
                 .values()
                 .flat_map(|m| m.iter())
-                .find_map(|(p, f)| (f.lfs && f.etag() == sha).then(|| (p.clone(), f.clone())));
+                .find_map(|(p, f)| {
+                    (f.lfs && etag_of(&st.hostile, p, f) == sha).then(|| (p.clone(), f.clone()))
+                });
             return match found {
                 Some((p, f)) => content(&mut st, &p, &f, range, Vec::new()),
                 None => Resp::status(404),
@@ -209,10 +295,18 @@ impl MockHub {
         let rev = rest[3].clone();
         let commit = match st.refs.get(&repo) {
             Some(r) if r.contains_key(&rev) => r[&rev].clone(),
+            Some(r) if st.hostile.any_revision && r.contains_key("main") => r["main"].clone(),
             _ => rev.clone(),
         };
         let Some(files) = st.commits.get(&(repo.clone(), commit.clone())).cloned() else {
             return Resp::status(404);
+        };
+        let trickle = st.hostile.trickle_api_ms.map(Stream::Trickle);
+        let api_json = |mut r: Resp| {
+            if r.stream.is_none() {
+                r.stream = trickle;
+            }
+            r
         };
         match (api, rest[2].as_str()) {
             (true, "revision") => {
@@ -220,7 +314,9 @@ impl MockHub {
                     .keys()
                     .map(|p| serde_json::json!({ "rfilename": p }))
                     .collect();
-                Resp::json(serde_json::json!({ "id": repo, "sha": commit, "siblings": sib }))
+                api_json(Resp::json(
+                    serde_json::json!({ "id": repo, "sha": commit, "siblings": sib }),
+                ))
             }
             (true, "tree") => {
                 let mut entries = Vec::new();
@@ -243,12 +339,14 @@ impl MockHub {
                         dirs.insert(d.clone());
                     }
                     let mut e = serde_json::json!({
-                        "type": "file", "oid": f.oid(), "size": f.data.len(), "path": p,
+                        "type": "file", "oid": oid_of(&st.hostile, p, f), "size": f.data.len(),
+                        "path": st.hostile.path.get(p).unwrap_or(p),
                     });
                     if f.lfs {
+                        let etag = etag_of(&st.hostile, p, f);
                         e["lfs"] = serde_json::json!({
-                            "oid": f.etag(), "size": f.data.len(),
-                            "pointerSize": lfs_pointer(&f.etag(), f.data.len() as u64).len(),
+                            "oid": etag, "size": f.data.len(),
+                            "pointerSize": lfs_pointer(&etag, f.data.len() as u64).len(),
                         });
                     }
                     entries.push(e);
@@ -263,11 +361,31 @@ impl MockHub {
                     .find_map(|kv| kv.strip_prefix("cursor="))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(0);
-                let end = (start + self.page).min(entries.len());
+                // Endless pages repeat the entries, so the count grows.
+                let first = if st.hostile.endless_pages {
+                    start % entries.len().max(1)
+                } else {
+                    start
+                };
+                let end = (first + self.page).min(entries.len());
                 let mut r = Resp::json(serde_json::Value::Array(
-                    entries[start.min(end)..end].to_vec(),
+                    entries[first.min(end)..end].to_vec(),
                 ));
-                if end < entries.len() {
+                let h = &st.hostile;
+                if let Some(n) = h.page_bytes {
+                    r.stream = Some(Stream::Huge(n));
+                }
+                if h.self_link || h.endless_pages {
+                    let next = if h.self_link { start } else { start + 1 };
+                    r.headers.push((
+                        "Link".into(),
+                        format!(
+                            "<{}/api/models/{repo}/tree/{}?recursive=true&cursor={next}>; rel=\"next\"",
+                            self.endpoint,
+                            crate::client::encode(&rev, false)
+                        ),
+                    ));
+                } else if end < entries.len() {
                     r.headers.push((
                         "Link".into(),
                         format!(
@@ -277,7 +395,7 @@ impl MockHub {
                         ),
                     ));
                 }
-                r
+                api_json(r)
             }
             (false, "resolve") => {
                 let fpath = rest[4..].join("/");
@@ -289,18 +407,30 @@ impl MockHub {
                 };
                 let mut h = vec![
                     ("X-Repo-Commit".to_owned(), commit.clone()),
-                    ("ETag".to_owned(), format!("\"{}\"", f.oid())),
+                    (
+                        "ETag".to_owned(),
+                        format!("\"{}\"", oid_of(&st.hostile, &fpath, &f)),
+                    ),
                 ];
                 if f.lfs {
-                    h.push(("X-Linked-Etag".into(), format!("\"{}\"", f.etag())));
+                    let etag = etag_of(&st.hostile, &fpath, &f);
+                    h.push(("X-Linked-Etag".into(), format!("\"{etag}\"")));
                     h.push(("X-Linked-Size".into(), f.data.len().to_string()));
-                    h.push(("Location".into(), format!("/lfs-cdn/{}?sig=x", f.etag())));
-                    let ptr = lfs_pointer(&f.etag(), f.data.len() as u64);
+                    let prefix = st.hostile.lfs_location.clone().unwrap_or_default();
+                    h.push((
+                        "Location".into(),
+                        format!(
+                            "{prefix}/lfs-cdn/{}?sig=x",
+                            crate::client::encode(&etag, false)
+                        ),
+                    ));
+                    let ptr = lfs_pointer(&etag, f.data.len() as u64);
                     Resp {
                         status: 302,
                         headers: h,
                         body: ptr.into_bytes(),
                         drop_after: None,
+                        stream: None,
                     }
                 } else if method == "HEAD" {
                     let mut r = Resp::status(200);
@@ -346,6 +476,14 @@ fn content(
     if let Some(ms) = st.faults.slow_ms.get(path) {
         headers.push(("X-Mock-Delay-Ms".into(), ms.to_string()));
     }
+    let stream = if st.hostile.endless.iter().any(|p| p == path) {
+        Some(Stream::Endless)
+    } else {
+        st.hostile
+            .trickle_ms
+            .get(path)
+            .map(|ms| Stream::Trickle(*ms))
+    };
     let total = data.len();
     let (status, body) = match range {
         Some(from) if from < total => {
@@ -364,7 +502,41 @@ fn content(
         headers,
         body,
         drop_after,
+        stream,
     }
+}
+
+/// The tree `oid` the (maybe lying) Hub publishes for a file.
+fn oid_of(h: &Hostile, path: &str, f: &MockFile) -> String {
+    if let Some(o) = h.oid.get(path) {
+        return o.clone();
+    }
+    if f.lfs && h.lfs_oid.contains_key(path) {
+        let e = etag_of(h, path, f);
+        return git_blob_sha1(lfs_pointer(&e, f.data.len() as u64).as_bytes());
+    }
+    f.oid()
+}
+
+/// The ETag (LFS oid for LFS files) the (maybe lying) Hub publishes.
+fn etag_of(h: &Hostile, path: &str, f: &MockFile) -> String {
+    match (f.lfs, h.lfs_oid.get(path), h.oid.get(path)) {
+        (true, Some(e), _) => e.clone(),
+        (false, _, Some(o)) => o.clone(),
+        _ => f.etag(),
+    }
+}
+
+/// How a body is sent when the Hub lies about it.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    /// The body, then bytes forever; no `Content-Length`.
+    Endless,
+    /// The body one byte at a time, this many milliseconds apart.
+    Trickle(u64),
+    /// A JSON array padded with whitespace to this many bytes; no
+    /// `Content-Length`.
+    Huge(u64),
 }
 
 fn decode(s: &str) -> String {
@@ -390,6 +562,7 @@ struct Resp {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     drop_after: Option<usize>,
+    stream: Option<Stream>,
 }
 
 impl Resp {
@@ -399,6 +572,7 @@ impl Resp {
             headers: Vec::new(),
             body: format!("status {status}").into_bytes(),
             drop_after: None,
+            stream: None,
         }
     }
     fn json(v: serde_json::Value) -> Self {
@@ -407,11 +581,13 @@ impl Resp {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: v.to_string().into_bytes(),
             drop_after: None,
+            stream: None,
         }
     }
     fn write(self, mut s: TcpStream, head: bool) -> std::io::Result<()> {
         let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", self.status);
-        if !self.headers.iter().any(|(k, _)| k == "X-Linked-Size") || !head {
+        let unannounced = matches!(self.stream, Some(Stream::Endless | Stream::Huge(_)));
+        if (!self.headers.iter().any(|(k, _)| k == "X-Linked-Size") || !head) && !unannounced {
             out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
         }
         for (k, v) in &self.headers {
@@ -423,6 +599,9 @@ impl Resp {
             s.flush()?;
             std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
         }
+        if let (false, Some(st)) = (head, self.stream) {
+            return write_stream(s, &self.body, st);
+        }
         if !head {
             let n = self
                 .drop_after
@@ -433,4 +612,40 @@ impl Resp {
         s.flush()?;
         s.shutdown(std::net::Shutdown::Both)
     }
+}
+
+/// Sends a hostile body until it ends or the client goes away.
+fn write_stream(mut s: TcpStream, body: &[u8], st: Stream) -> std::io::Result<()> {
+    match st {
+        Stream::Endless => {
+            s.write_all(body)?;
+            let chunk = vec![b'x'; 1 << 16];
+            loop {
+                s.write_all(&chunk)?;
+            }
+        }
+        Stream::Trickle(ms) => {
+            for b in body {
+                s.write_all(std::slice::from_ref(b))?;
+                s.flush()?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
+        Stream::Huge(n) => {
+            // `[` … `]` around the page's entries, padded with spaces.
+            let inner = body.strip_prefix(b"[").unwrap_or(body);
+            s.write_all(b"[")?;
+            let pad = n.saturating_sub(body.len() as u64);
+            let chunk = vec![b' '; 1 << 16];
+            let mut left = pad;
+            while left > 0 {
+                let k = left.min(chunk.len() as u64) as usize;
+                s.write_all(&chunk[..k])?;
+                left -= k as u64;
+            }
+            s.write_all(inner)?;
+        }
+    }
+    s.flush()?;
+    s.shutdown(std::net::Shutdown::Both)
 }

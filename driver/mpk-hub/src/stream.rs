@@ -2,13 +2,16 @@
 //! `Read` over a byte range that reconnects with `Range` after a dropped
 //! connection or a 5xx, so `mpk reproduce` can hash a model that does not
 //! fit on the disk. Nothing is written anywhere; the caller hashes the
-//! bytes and compares them with the lock.
+//! bytes and compares them with the lock. Reads stop at the end of the
+//! range whatever the server sends, and a stalled or trickling body is cut
+//! by the client's minimum-progress rule, then resumed.
 
 use std::io::Read;
 use std::sync::Arc;
 
 use crate::client::{Attempt, Hub};
 use crate::fetch::Expected;
+use crate::names::{Commit, RepoId};
 use crate::{Error, Result};
 
 /// One file of a repo at a commit, checked against the lock by `HEAD`
@@ -24,16 +27,16 @@ pub struct RemoteFile {
 impl RemoteFile {
     /// Resolves `exp.path` of `repo` at `commit` and checks what the Hub
     /// says about it against `exp`.
-    pub fn open(hub: Arc<Hub>, repo: &str, commit: &str, exp: &Expected<'_>) -> Result<Self> {
+    pub fn open(hub: Arc<Hub>, repo: &RepoId, commit: &Commit, exp: &Expected) -> Result<Self> {
         if hub.config().offline {
             return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
         }
-        let meta = hub.file_meta(repo, commit, exp.path)?;
+        let meta = hub.file_meta(repo, commit, &exp.path)?;
         crate::fetch::check_meta(&meta, commit, exp)?;
         Ok(Self {
             hub,
             url: meta.url,
-            path: exp.path.to_owned(),
+            path: exp.path.to_string(),
             size: exp.size,
         })
     }
@@ -56,6 +59,7 @@ impl RemoteFile {
             end: to.min(self.size),
             body: None,
             failures: 0,
+            since_failure: 0,
         }
     }
 
@@ -73,7 +77,12 @@ pub struct RangeReader {
     pos: u64,
     end: u64,
     body: Option<Box<dyn Read + Send>>,
+    /// Failures in a row: reset only once a failure is followed by at
+    /// least one minimum-progress window's worth of bytes, so a server
+    /// that trickles a byte after each reconnect still runs out of
+    /// attempts.
     failures: u32,
+    since_failure: u64,
 }
 
 impl std::fmt::Debug for RangeReader {
@@ -108,12 +117,15 @@ impl RangeReader {
                 msg: format!("HTTP {status} to a request for bytes {pos}- of {what}"),
             });
         }
-        Ok(Box::new(r.into_body().into_reader()))
+        // Never more than the range: the reader below asks for at most
+        // `end - pos` bytes, and the watchdog cuts a trickle.
+        Ok(Box::new(hub.guard(r.into_body().into_reader(), url)))
     }
 
     fn fail(&mut self, e: Error) -> std::io::Result<()> {
         self.body = None;
         self.failures += 1;
+        self.since_failure = 0;
         let cfg = self.file.hub.config();
         if self.failures >= cfg.attempts.max(1) {
             return Err(std::io::Error::other(format!(
@@ -157,7 +169,10 @@ impl Read for RangeReader {
                 }
                 Ok(n) => {
                     self.pos += n as u64;
-                    self.failures = 0;
+                    self.since_failure += n as u64;
+                    if self.since_failure >= self.file.hub.config().limits.stall_min_bytes {
+                        self.failures = 0;
+                    }
                     return Ok(n);
                 }
                 Err(e) => {
