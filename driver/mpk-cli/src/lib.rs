@@ -30,11 +30,6 @@ pub mod cmd_verity;
 pub mod progress;
 pub mod reference;
 
-// Transitional: the Hub commands still reach the engine modules by these
-// names until they move into mpk-pack themselves.
-pub use mpk_pack::pipeline as pack;
-pub use mpk_pack::{hashing, output, scan};
-
 use clap::{Parser, Subcommand};
 
 /// Verifiable model packing: byte-exact EROFS + dm-verity images.

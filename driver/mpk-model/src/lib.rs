@@ -4,7 +4,7 @@
 //! - [`names`]: lowercase hex and Hub name rules.
 //! - [`identity`]: `org/name@<commit>` and what derives from it: the UUID
 //!   of a plain pack, the partition GUID of an encrypted one, the salt.
-//! - [`reference`]: `<root>_<hash offset>_<uuid>` and the `.mpk` length
+//! - [`reference`](mod@reference): `<root>_<hash offset>_<uuid>` and the `.mpk` length
 //!   arithmetic (checked).
 //! - [`cmdline`]: the `mpk.model=` words of the measured kernel command
 //!   line, built on the host and parsed by the guest init with this code.

@@ -12,9 +12,13 @@
 //! - [`verify`]: checks every block of an `.mpk` against a reference.
 //! - [`encrypted`]: `.empk` containers: encrypt a finished `.mpk`, verify
 //!   an `.empk` decrypted in memory.
+//! - [`reproduce`]: a reference recomputed without writing an image, from
+//!   a folder or (feature `hub`) from the Hub or the cache.
+//! - `build` (feature `hub`): lock → fetch → pack → manifest → deployments.
 //! - [`deploy`]: the deployment document of a model on a base image.
 //! - [`output`]: how outputs are published (never a partial file under a
 //!   final name).
+//! - [`verity_format`]: `veritysetup format`, byte for byte.
 //! - [`hashing`], [`tools`]: per-file SHA-256; the reference pipeline
 //!   (mkfs.erofs 1.5 + veritysetup) for cross-checks.
 //!
@@ -23,15 +27,19 @@
 //! is a [`Finding`] somewhere in the chain, so a front end can tell it from
 //! an input it could not check.
 
+#[cfg(feature = "hub")]
+pub mod build;
 pub mod deploy;
 pub mod encrypted;
 pub mod hashing;
 pub mod output;
 pub mod pack;
 pub mod pipeline;
+pub mod reproduce;
 pub mod scan;
 pub mod tools;
 pub mod verify;
+pub mod verity_format;
 
 /// A negative finding: the bytes were read and are not what they must be
 /// (a bad block, a truncated pack, a file whose hash differs from the lock,

@@ -1,0 +1,306 @@
+//! Reproducing a reference without writing an image: from a folder, or
+//! (feature `hub`) from a lock's files streamed from the Hub or read in
+//! place from the cache. The same pipeline as packing runs with no output;
+//! each file's SHA-256, computed in the same pass, must equal the lock's.
+//! Also the content-derived revision of a folder (`mpk identity`).
+
+use anyhow::{Context, Result, bail};
+use camino::Utf8Path;
+use mpk_erofs::{NodeId, NodeKind};
+use mpk_model::{Identity, PackKind, Reference};
+use sha2::{Digest, Sha256};
+
+use crate::{Finding, Progress, scan};
+
+/// The content-derived revision of a folder: the first 20 bytes (40
+/// lowercase hex) of SHA-256 over `path NUL size NUL sha256hex LF` for
+/// every regular file, sorted by path bytes; paths are `/`-separated and
+/// relative, after `mpk pack`'s normalisation (top-level `.cache` left
+/// out, symlinks followed), sizes decimal, hashes lowercase hex.
+pub fn content_revision(dir: &Utf8Path) -> Result<String> {
+    let scan = scan::scan(dir.as_std_path())?;
+    let sums = crate::hashing::file_sha256s(&scan)?;
+    let mut files: Vec<(String, u64, String)> = (0..scan.tree.len())
+        .map(NodeId)
+        .filter_map(|id| match scan.tree.node(id).kind {
+            NodeKind::File { size } => Some((scan.tree.path(id), size, hex::encode(sums[&id]))),
+            NodeKind::Dir { .. } => None,
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(content_revision_of(&files))
+}
+
+/// [`content_revision`] over `(path, size, sha256 hex)`, already sorted.
+pub fn content_revision_of(files: &[(String, u64, String)]) -> String {
+    let mut h = Sha256::new();
+    for (p, size, sha) in files {
+        h.update(format!("{p}\0{size}\0{sha}\n").as_bytes());
+    }
+    hex::encode(&h.finalize()[..20])
+}
+
+/// How a computed reference compares with the expected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comparison {
+    /// The computed reference (with the expected UUID when the expected
+    /// one is an encrypted pack's: encryption leaves the plaintext
+    /// commitment, root and hash offset, unchanged).
+    pub computed: Reference,
+    /// The expected reference.
+    pub expected: Reference,
+}
+
+impl Comparison {
+    /// Compares `got` (a plaintext reference) with `expect` for `identity`.
+    pub fn new(identity: &Identity, got: Reference, expect: Reference) -> Self {
+        let computed = match identity.pack_kind(&expect.uuid) {
+            Some(PackKind::Encrypted) => Reference {
+                uuid: expect.uuid,
+                ..got
+            },
+            _ => got,
+        };
+        Self {
+            computed,
+            expected: expect,
+        }
+    }
+
+    /// Whether they are equal.
+    pub fn matches(&self) -> bool {
+        self.computed == self.expected
+    }
+
+    /// `Ok` when they match, else a [`Finding`] naming both.
+    pub fn check(&self) -> Result<()> {
+        if self.matches() {
+            Ok(())
+        } else {
+            Err(Finding::error(format!(
+                "computed reference {} differs from the expected {}",
+                self.computed, self.expected
+            )))
+        }
+    }
+}
+
+/// The reference `mpk pack` would write for `dir`, computed without
+/// writing anything.
+pub fn reproduce_dir(
+    dir: &std::path::Path,
+    identity: &Identity,
+    threads: Option<usize>,
+    progress: &dyn Progress,
+) -> Result<Reference> {
+    let scan = scan::scan(dir)?;
+    reproduce_scan(&scan, identity, threads, progress, false)
+        .with_context(|| format!("cannot reproduce `{}`", dir.display()))
+        .map(|(r, _)| r)
+}
+
+/// Streams `scan` through the layout and the hash tree with no output;
+/// returns the reference and (with `hash_files`) each file's SHA-256.
+pub fn reproduce_scan(
+    scan: &scan::Scan,
+    identity: &Identity,
+    threads: Option<usize>,
+    progress: &dyn Progress,
+    hash_files: bool,
+) -> Result<(Reference, std::collections::HashMap<NodeId, [u8; 32]>)> {
+    if threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let uuid = identity.uuid();
+    let layout =
+        mpk_erofs::plan(&scan.tree, *uuid.as_bytes()).context("cannot lay out the files")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .context("cannot start the hashing threads")?;
+    progress.begin("reproducing", layout.image_len());
+    let packed = crate::pipeline::pack_into(
+        scan,
+        &layout,
+        &crate::pipeline::PackParams {
+            salt: &identity.salt(),
+            uuid: *uuid.as_bytes(),
+            out: None,
+            encrypt: None,
+            hash_files,
+            progress: &|n| progress.advance(n),
+        },
+        &pool,
+    );
+    progress.end();
+    let packed = packed?;
+    let reference = Reference {
+        root: packed.root,
+        hash_offset: packed.hash_offset,
+        uuid,
+    };
+    Ok((reference, packed.sha256))
+}
+
+/// Reproduction from the Hub or the cache (feature `hub`).
+#[cfg(feature = "hub")]
+mod from_hub {
+    use super::*;
+    use mpk_hub::fetch::{Expected, verify_cached};
+    use mpk_hub::{HfCache, Hub, Lock};
+
+    /// A locked file read straight from the Hub.
+    #[derive(Debug)]
+    struct HubRemote(mpk_hub::stream::RemoteFile);
+
+    impl scan::Remote for HubRemote {
+        fn range(&self, from: u64, to: u64) -> Box<dyn std::io::Read + Send> {
+            Box::new(self.0.range(from, to))
+        }
+        fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+            self.0.read_exact_at(buf, off)
+        }
+    }
+
+    /// The tree of a lock's files (normalised as `mpk pack` normalises a
+    /// folder), each read from the source `source` gives it; with, per node,
+    /// the index of its file in the lock.
+    fn lock_scan(
+        lock: &Lock,
+        mut source: impl FnMut(usize, &mpk_hub::LockedFile) -> Result<scan::Source>,
+    ) -> Result<(scan::Scan, Vec<Option<usize>>)> {
+        use std::collections::HashMap;
+        let mut tree = mpk_erofs::Tree::new(scan::DIR_PERM);
+        let mut sources = vec![None];
+        let mut index = vec![None];
+        let mut dirs: HashMap<String, NodeId> = HashMap::new();
+        for (i, f) in lock.files.iter().enumerate() {
+            if f.path.starts_with(".cache/") {
+                continue; // as `mpk pack` leaves out a top-level .cache folder
+            }
+            let mut parent = mpk_erofs::Tree::ROOT;
+            let (folder, name) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+            let mut prefix = String::new();
+            for d in folder.split('/').filter(|d| !d.is_empty()) {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(d);
+                parent = match dirs.get(&prefix) {
+                    Some(&id) => id,
+                    None => {
+                        let id = tree
+                            .add_dir(parent, d.as_bytes(), scan::DIR_PERM)
+                            .with_context(|| format!("in {}", lock.identity))?;
+                        sources.push(None);
+                        index.push(None);
+                        dirs.insert(prefix.clone(), id);
+                        id
+                    }
+                };
+            }
+            let src = source(i, f)?;
+            tree.add_file(parent, name.as_bytes(), scan::FILE_PERM, f.size)
+                .with_context(|| format!("in {}", lock.identity))?;
+            sources.push(Some(src));
+            index.push(Some(i));
+        }
+        Ok((scan::Scan { tree, sources }, index))
+    }
+
+    /// The tree of a lock's files, each read from the Hub at the lock's commit.
+    fn remote_scan(
+        hub: std::sync::Arc<Hub>,
+        lock: &Lock,
+    ) -> Result<(scan::Scan, Vec<Option<usize>>)> {
+        let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
+        lock_scan(lock, |_, f| {
+            let remote = mpk_hub::stream::RemoteFile::open(
+                std::sync::Arc::clone(&hub),
+                &repo,
+                &commit,
+                &Expected::try_from(f)?,
+            )
+            .with_context(|| format!("cannot open `{}` on the Hub", f.path))?;
+            Ok(scan::Source {
+                path: f.path.clone().into(),
+                size: f.size,
+                stamp: (0, 0, 0, 0),
+                remote: Some(std::sync::Arc::new(HubRemote(remote))),
+            })
+        })
+    }
+
+    /// The reference of `lock`'s files read in place from the cache (each
+    /// blob verified first, then re-hashed in the pass), writing nothing.
+    pub fn reproduce_cached(
+        cache: &HfCache,
+        lock: &Lock,
+        identity: &Identity,
+        threads: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<Reference> {
+        let blobs = verify_cached(cache, lock)
+            .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
+        let (scan, index) = lock_scan(lock, |i, f| {
+            let blob = &blobs[i];
+            let m = std::fs::metadata(blob)
+                .with_context(|| format!("cannot read `{}`", blob.display()))?;
+            if m.len() != f.size {
+                bail!("`{}` changed after its verification", blob.display());
+            }
+            Ok(scan::Source {
+                path: blob.clone(),
+                size: f.size,
+                stamp: scan::Source::stamp_of(&m),
+                remote: None,
+            })
+        })?;
+        check_scan(&scan, &index, lock, identity, threads, progress)
+    }
+
+    /// The reference of `lock`'s files, streamed from the Hub and never
+    /// written: each file's SHA-256, computed in the same pass, must equal the
+    /// lock's.
+    pub fn reproduce_remote(
+        hub: std::sync::Arc<Hub>,
+        lock: &Lock,
+        identity: &Identity,
+        threads: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<Reference> {
+        let (scan, index) = remote_scan(hub, lock)?;
+        check_scan(&scan, &index, lock, identity, threads, progress)
+    }
+
+    /// Streams `scan` (built from `lock`) through the layout and the hash
+    /// tree; each file's SHA-256, computed in the same pass, must equal the
+    /// lock's (`index` gives each node's file in the lock).
+    fn check_scan(
+        scan: &scan::Scan,
+        index: &[Option<usize>],
+        lock: &Lock,
+        identity: &Identity,
+        threads: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<Reference> {
+        let (reference, sha256) = reproduce_scan(scan, identity, threads, progress, true)
+            .with_context(|| format!("cannot reproduce {}", lock.identity))?;
+        for (i, j) in index.iter().enumerate() {
+            let Some(f) = j.map(|j| &lock.files[j]) else {
+                continue;
+            };
+            let got = hex::encode(sha256[&NodeId(i)]);
+            if got != f.sha256 {
+                return Err(Finding::error(format!(
+                    "`{}` has sha256 {got}, but the lock says {}",
+                    f.path, f.sha256
+                )));
+            }
+        }
+        Ok(reference)
+    }
+}
+
+#[cfg(feature = "hub")]
+pub use from_hub::{reproduce_cached, reproduce_remote};
