@@ -423,8 +423,7 @@ pub fn verify(
 
 /// The self-made test hierarchy, shared with mpk-cli's `attest_selfmade`.
 #[cfg(test)]
-#[path = "../../mpk-cli/tests/selfmade/mod.rs"]
-mod selfmade;
+use mpk_testutil::selfmade;
 
 #[cfg(test)]
 mod tests {

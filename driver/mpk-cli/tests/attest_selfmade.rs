@@ -8,7 +8,7 @@
 //! no longer matches the new deployment), the DEBUG policy bit, and
 //! REPORT_DATA.
 mod common;
-mod selfmade;
+use mpk_testutil::selfmade;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -6,10 +6,8 @@
 //! image.json; schema errors are named. `MPK_REGENERATE_EXAMPLE=1`
 //! rewrites the synthetic files.
 mod common;
-#[path = "../../mpk-measure/tests/support/firmware.rs"]
-mod firmware;
-#[path = "../../mpk-measure/tests/support/tdx.rs"]
-mod tdx_support;
+use mpk_testutil::firmware;
+use mpk_testutil::tdx as tdx_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,10 +5,7 @@
 //! through `sevsnpmeasure.guest.snp_calc_launch_digest`; a few cases also
 //! run its CLI to compare the printed output byte for byte.
 mod common;
-#[path = "../../mpk-measure/tests/support/debian.rs"]
-mod debian;
-#[path = "../../mpk-measure/tests/support/firmware.rs"]
-mod firmware;
+use mpk_testutil::{debian, firmware};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

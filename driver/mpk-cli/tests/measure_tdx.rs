@@ -6,10 +6,8 @@
 //! cloud kernel, across initrd sizes, guest memory sizes, command lines and
 //! both MRTD orders. The reference runs in one Python process per test.
 mod common;
-#[path = "../../mpk-measure/tests/support/debian.rs"]
-mod debian;
-#[path = "../../mpk-measure/tests/support/tdx.rs"]
-mod tdx_support;
+use mpk_testutil::debian;
+use mpk_testutil::tdx as tdx_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -39,8 +39,8 @@
 //! `MPK_REQUIRE_TOOLS=1`, where a missing or older Nix fails.
 
 mod common;
-#[path = "../../mpk-guest/tests/static_build/mod.rs"]
-mod static_build;
+
+use mpk_testutil::static_build;
 
 use mpk_hub::mock::MockHub;
 use serde_json::Value;

@@ -18,22 +18,7 @@ const UUID: [u8; 16] = [
 const UUID_STR: &str = "905785b4-b198-5ed6-b97d-e7c36a0be1df";
 
 fn mkfs() -> Option<PathBuf> {
-    let p = [
-        "/usr/bin/mkfs.erofs",
-        "/usr/sbin/mkfs.erofs",
-        "/sbin/mkfs.erofs",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file());
-    if p.is_none() {
-        assert!(
-            std::env::var("MPK_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "mkfs.erofs missing and MPK_REQUIRE_TOOLS=1"
-        );
-        eprintln!("SKIP: mkfs.erofs not installed");
-    }
-    p
+    mpk_testutil::tool("mkfs.erofs")
 }
 
 /// Content of file `seed` with `size` bytes (deterministic).

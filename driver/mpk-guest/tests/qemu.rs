@@ -19,11 +19,9 @@
 //! Base images (issue 6): the initrd `mpk initrd` writes from the same init,
 //! check program and modules boots the good model too.
 
-mod static_build;
-
 use camino::Utf8PathBuf;
+use mpk_testutil::static_build::build_static;
 use sha2::{Digest, Sha256};
-use static_build::build_static;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -91,7 +89,7 @@ fn workspace() -> PathBuf {
 }
 
 fn require_tools() -> bool {
-    std::env::var("MPK_REQUIRE_TOOLS").as_deref() == Ok("1")
+    mpk_testutil::tools_required()
 }
 
 fn run(cmd: &mut Command) -> Result<String, String> {

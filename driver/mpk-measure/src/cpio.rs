@@ -279,20 +279,22 @@ mod tests {
 
     #[test]
     fn gnu_cpio_lists_it() {
-        // Cross-check with GNU cpio when present (not required).
-        let Ok(dir) = tempfile::tempdir() else { return };
+        // Cross-check with GNU cpio: skipped when it is missing, a failure
+        // under MPK_REQUIRE_TOOLS=1 (CI installs it).
+        let Some(cpio) = mpk_testutil::tool("cpio") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
         let mut a = Initrd::new();
         a.file("bin/x", 0o755, vec![7; 9]).unwrap();
         a.char_dev("dev/console", 0o600, 5, 1).unwrap();
         let p = dir.path().join("i.cpio");
         std::fs::write(&p, a.to_bytes()).unwrap();
-        let Ok(out) = std::process::Command::new("cpio")
+        let out = std::process::Command::new(cpio)
             .args(["-t", "-v", "--quiet", "-F"])
             .arg(&p)
             .output()
-        else {
-            return;
-        };
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
         assert!(text.contains("bin/x"), "{text}");

@@ -1,7 +1,6 @@
 //! Bad firmware and inconsistent parameters: each gives its own
 //! [`SnpError`] variant, never a panic.
-#[path = "support/firmware.rs"]
-mod firmware;
+use mpk_testutil::firmware;
 
 use mpk_measure::snp::{SevHashes, SnpError, SnpLaunch, launch_digest};
 

@@ -8,8 +8,7 @@
 //! The live comparison on hundreds of combinations and a real bzImage is
 //! `driver/mpk-cli/tests/measure_snp.rs`. If one of these changes, the
 //! calculation changed: recompute with the reference before updating.
-#[path = "support/firmware.rs"]
-mod firmware;
+use mpk_testutil::firmware;
 
 use mpk_measure::snp::{SevHashes, SnpLaunch, VcpuType, firmware_digest, launch_digest};
 

@@ -1,8 +1,6 @@
 //! Synthetic TDX inputs for tests: a TDVF image (pseudo-random pages, an
 //! OVMF footer table with the TDX metadata entry and a `TDVF` descriptor)
 //! and a minimal EFI-stub bzImage (setup header `HdrS` + PE32+ headers).
-//! Shared (via `#[path]`) by the mpk-measure and mpk-cli tests.
-#![allow(dead_code)]
 
 /// TDVF section types.
 pub const BFV: u32 = 0;

@@ -1,20 +1,12 @@
 //! Real Debian files for tests, fetched once with `apt-get download` +
 //! `dpkg-deb -x` into a cache under the target directory (or taken from
-//! the installed package). Missing tools skip, unless `MPK_REQUIRE_TOOLS=1`.
-#![allow(dead_code)]
+//! the installed package). Missing tools skip, unless `MPK_REQUIRE_TOOLS=1`
+//! ([`crate::missing`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn required() -> bool {
-    std::env::var("MPK_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-fn fail<T>(why: String) -> Option<T> {
-    assert!(!required(), "{why} (MPK_REQUIRE_TOOLS=1)");
-    eprintln!("SKIP: {why}");
-    None
-}
+use crate::missing as fail;
 
 /// The file `rel` (relative to the package root, e.g. `usr/share/ovmf/OVMF.fd`)
 /// of Debian package `pkg`, extracted into `cache`.

@@ -1,7 +1,7 @@
 //! Building the guest binaries (`mpk-init`, `mpk-guest-check`) statically
-//! and reproducibly, shared by the QEMU tests here and the Nix flake tests
-//! of mpk-cli (`#[path]`-included there), so both use the same flags and
-//! the same target folder and each reuses the other's build.
+//! and reproducibly, shared by mpk-guest's QEMU tests and mpk-cli's Nix
+//! flake tests, so both use the same flags and the same target folder and
+//! each reuses the other's build.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

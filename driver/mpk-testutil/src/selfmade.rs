@@ -7,9 +7,8 @@
 //! `0..0x2A0` with the VCEK.
 //!
 //! Keys come from a seeded RNG, so every run builds the same hierarchy;
-//! [`Pki::shared`] builds it once per test binary. Also compiled into
-//! mpk-attest's unit tests (`#[path]`), so it uses only crates both have.
-#![allow(dead_code)]
+//! [`Pki::shared`] builds it once per test binary. Used by mpk-attest's
+//! unit tests and mpk-cli's `attest_selfmade`.
 
 use std::str::FromStr;
 use std::sync::OnceLock;

@@ -1,9 +1,7 @@
 //! Synthetic OVMF images for tests: pseudo-random pages ending in an OVMF
 //! footer table (SEV metadata, SEV-ES reset block, SEV hashes table and
 //! secret block entries) and an `ASEV` metadata block, laid out as in
-//! OvmfPkg's ResetVectorVtf0.asm / OvmfSevMetadata.asm. Shared (via
-//! `#[path]`) by the mpk-measure and mpk-cli tests.
-#![allow(dead_code)]
+//! OvmfPkg's ResetVectorVtf0.asm / OvmfSevMetadata.asm.
 
 /// Section types of the SEV metadata.
 pub const SEC_MEM: u32 = 1;

@@ -1,0 +1,96 @@
+//! Test support shared by mpk's crates (a dev-dependency only, never
+//! published), so no test includes another crate's files by path:
+//!
+//! - the fail-not-skip rule for reference tools ([`tools_required`],
+//!   [`missing`], [`tool`], [`python_with`]) and batch runs of reference
+//!   scripts ([`run_batch`]);
+//! - [`firmware`], [`tdx`]: synthetic OVMF/TDVF images and bzImages;
+//! - [`debian`]: real Debian files fetched once into a cache;
+//! - [`selfmade`]: a self-made AMD-style certificate hierarchy and signed
+//!   SEV-SNP reports;
+//! - [`static_build`]: the static, reproducible guest build.
+
+pub mod debian;
+pub mod firmware;
+pub mod selfmade;
+pub mod static_build;
+pub mod tdx;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Says why something a test needs is missing and returns `None` (the
+/// caller skips), or fails the test when `MPK_REQUIRE_TOOLS=1`, so CI can
+/// never count a skipped comparison as a pass.
+pub fn missing<T>(why: String) -> Option<T> {
+    assert!(!tools_required(), "{why} (MPK_REQUIRE_TOOLS=1)");
+    eprintln!("SKIP: {why}");
+    None
+}
+
+/// True when CI demands every reference tool (`MPK_REQUIRE_TOOLS=1`).
+pub fn tools_required() -> bool {
+    std::env::var("MPK_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// Finds a reference tool on PATH (or in /sbin, /usr/sbin). Returns `None`
+/// (the caller then skips, printing why) when it is missing, but panics when
+/// `MPK_REQUIRE_TOOLS=1`, so CI can never count a skipped comparison as a
+/// pass.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file());
+    found.or_else(|| missing(format!("reference tool `{name}` is missing")))
+}
+
+/// Finds a Python 3 interpreter that can `import module` (`$MPK_PYTHON`,
+/// then `python3` on PATH, then /usr/bin/python3). Same rule as [`tool`]:
+/// `None` (the caller skips) when missing, a panic when
+/// `MPK_REQUIRE_TOOLS=1`.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates = std::env::var("MPK_PYTHON")
+        .ok()
+        .into_iter()
+        .chain(["python3".to_string(), "/usr/bin/python3".to_string()]);
+    for py in candidates {
+        let ok = Command::new(&py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(PathBuf::from(py));
+        }
+    }
+    missing(format!("no python3 can import `{module}`"))
+}
+
+/// Runs a reference script that reads one JSON document on standard input
+/// and prints one line per case; returns the lines (exactly `cases` of
+/// them, or the test fails).
+pub fn run_batch(cmd: &mut Command, input: &serde_json::Value, cases: usize) -> Vec<String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(serde_json::to_string(input).unwrap().as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "reference script failed");
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), cases);
+    lines
+}
