@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The main job on the built-in example: build mpk, pack
-# tests/example/model, verify the pack, and cross-check it byte for byte
-# against the reference pipeline (mkfs.erofs 1.5 + veritysetup 2.6.1).
-# Installs what it needs on a fresh Debian bookworm machine (as root).
+# tests/example/model, verify the pack, cross-check it byte for byte
+# against the reference pipeline (mkfs.erofs 1.5 + veritysetup 2.6.1), and
+# compute its deployment document on the example base image
+# (vm-images/example): the expected SEV-SNP and TDX launch measurements a
+# client compares. Installs what it needs on a fresh Debian bookworm
+# machine (as root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
@@ -14,7 +17,9 @@ if ! command -v mkfs.erofs >/dev/null || ! command -v veritysetup >/dev/null; th
     echo "note: mkfs.erofs/veritysetup missing; the cross-check step will fail" >&2
   fi
 fi
-cargo build --release -q -p mpk-cli
+echo "== building mpk (release; the first build takes a few minutes)"
+cargo build --release -p mpk-cli 2>&1 | grep -E '^\s*(Compiling|Finished|error|warning)' | grep -E 'Compiling mpk|Finished|error|warning' || true
+test -x target/release/mpk || { echo "error: the build failed" >&2; exit 1; }
 mpk=target/release/mpk
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -30,3 +35,13 @@ echo "== cross-check with the reference pipeline (--backend tools)"
 cmp "$out/tiny.mpk" "$out/ref.mpk"
 cmp "$out/tiny.info" "$out/ref.info"
 echo "identical: $(cat "$out/tiny.info")"
+echo "== mpk measure deployment --base vm-images/example"
+"$mpk" measure deployment --base vm-images/example --model "$out/tiny.info" --identity "$id" -o "$out/deployment.json"
+python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+print('cmdline:          ', d['cmdline'])
+print('snp_measurement:  ', d['snp_measurement'])
+for k, v in d['tdx_measurement'].items():
+    print('tdx %-14s' % (k + ':'), v)
+" "$out/deployment.json"
