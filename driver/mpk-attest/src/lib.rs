@@ -187,34 +187,14 @@ impl Verdict {
     }
 }
 
-/// The values of a deployment document that evidence is compared with.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Deployment {
-    /// SEV-SNP launch digest, 96 hex.
-    #[serde(default)]
-    pub snp_measurement: Option<String>,
-    /// TDX register values.
-    #[serde(default)]
-    pub tdx_measurement: Option<TdxMeasurement>,
-}
+/// The deployment document evidence is compared with: the typed document
+/// `mpk measure deployment` writes (`mpk_model::deployment`), not a
+/// partial re-reading of it.
+pub use mpk_model::deployment::{Deployment, TdxMeasurement};
 
-/// `tdx_measurement` of a deployment document.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct TdxMeasurement {
-    /// MRTD (only with a TDVF in the base image).
-    #[serde(default)]
-    pub mrtd: Option<String>,
-    /// RTMR1 (kernel and boot events).
-    pub rtmr1: String,
-    /// RTMR2 (command line and initrd).
-    pub rtmr2: String,
-}
-
-impl Deployment {
-    /// Parses a deployment document (other keys are ignored).
-    pub fn from_json(bytes: &[u8]) -> Result<Self, AttestError> {
-        serde_json::from_slice(bytes).map_err(|e| AttestError::Deployment(e.to_string()))
-    }
+/// Parses a deployment document (every field of version 1 present).
+pub fn parse_deployment(bytes: &[u8]) -> Result<Deployment, AttestError> {
+    Deployment::from_json(bytes).map_err(|e| AttestError::Deployment(e.to_string()))
 }
 
 /// Decodes a 48-byte register value written as 96 hex digits.
@@ -365,17 +345,20 @@ mod tests {
 
     #[test]
     fn deployment_documents_parse_and_hex48_checks_length() {
-        let d = Deployment::from_json(
-            br#"{"identity": "x", "snp_measurement": "ab", "tdx_measurement": {"rtmr1": "01", "rtmr2": "02"}}"#,
-        )
-        .unwrap();
-        assert_eq!(d.snp_measurement.as_deref(), Some("ab"));
-        assert_eq!(d.tdx_measurement.unwrap().mrtd, None);
-        for bad in [&b"{"[..], br#"{"snp_measurement": 5}"#] {
-            assert!(matches!(
-                Deployment::from_json(bad),
-                Err(AttestError::Deployment(_))
-            ));
+        let doc = mpk_testutil::deployment_json("ab", None, "01", "02");
+        let d = parse_deployment(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(d.snp_measurement, "ab");
+        assert_eq!(d.tdx_measurement.mrtd, None);
+        // Not JSON, a field of the wrong type, a missing field: refused.
+        let mut no_snp = doc.clone();
+        no_snp.as_object_mut().unwrap().remove("snp_measurement");
+        for bad in [
+            "{".to_string(),
+            doc.to_string().replace("\"ab\"", "5"),
+            no_snp.to_string(),
+        ] {
+            let e = parse_deployment(bad.as_bytes()).unwrap_err();
+            assert!(matches!(e, AttestError::Deployment(_)), "{bad}: {e}");
         }
         assert_eq!(hex48("m", &"11".repeat(48)).unwrap(), [0x11; 48]);
         assert_eq!(hex48("m", "ab").unwrap_err(), "m is 1 bytes, expected 48");

@@ -221,11 +221,8 @@ pub fn verify(
     evidence: &Evidence<'_>,
     policy: &Policy,
 ) -> Result<Verdict, AttestError> {
-    let expected_measurement = deployment
-        .snp_measurement
-        .as_deref()
-        .ok_or_else(|| AttestError::Deployment("no snp_measurement".into()))
-        .and_then(|s| hex48("snp_measurement", s).map_err(AttestError::Deployment))?;
+    let expected_measurement =
+        hex48("snp_measurement", &deployment.snp_measurement).map_err(AttestError::Deployment)?;
     let report = parse_report(evidence.report)?;
     let vcek = parse_cert("VCEK", evidence.vcek)?;
     let extra: Vec<x509_cert::Certificate> = policy
@@ -441,10 +438,13 @@ mod tests {
     const AT: i64 = 1_893_456_000;
 
     fn deployment() -> Deployment {
-        Deployment {
-            snp_measurement: Some(hex::encode(MEASUREMENT)),
-            tdx_measurement: None,
-        }
+        with_snp(&hex::encode(MEASUREMENT))
+    }
+
+    /// A deployment document expecting `snp` (hex).
+    fn with_snp(snp: &str) -> Deployment {
+        let doc = mpk_testutil::deployment_json(snp, None, "01", "02");
+        crate::parse_deployment(doc.to_string().as_bytes()).unwrap()
     }
 
     fn policy(trust: bool) -> Policy {
@@ -754,7 +754,7 @@ mod tests {
     }
 
     #[test]
-    fn deployment_without_snp_measurement_is_an_error() {
+    fn a_malformed_snp_measurement_is_an_error() {
         let pki = Pki::shared();
         let r = pki.report(&spec());
         let ev = Evidence {
@@ -762,13 +762,7 @@ mod tests {
             vcek: &pki.vcek_der(),
             ca_chain: None,
         };
-        for d in [
-            Deployment::default(),
-            Deployment {
-                snp_measurement: Some("abcd".into()),
-                tdx_measurement: None,
-            },
-        ] {
+        for d in [with_snp(""), with_snp("abcd"), with_snp("xy")] {
             assert!(matches!(
                 verify(&d, &ev, &policy(true)),
                 Err(AttestError::Deployment(_))

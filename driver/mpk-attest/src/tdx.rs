@@ -43,10 +43,7 @@ pub fn verify(
     platform: Option<&Platform>,
     policy: &Policy,
 ) -> Result<Verdict, AttestError> {
-    let tdm = deployment
-        .tdx_measurement
-        .as_ref()
-        .ok_or_else(|| AttestError::Deployment("no tdx_measurement".into()))?;
+    let tdm = &deployment.tdx_measurement;
     let rtmr1 = hex48("tdx_measurement.rtmr1", &tdm.rtmr1).map_err(AttestError::Deployment)?;
     let rtmr2 = hex48("tdx_measurement.rtmr2", &tdm.rtmr2).map_err(AttestError::Deployment)?;
     let parsed = Quote::parse(quote).map_err(|e| AttestError::Quote(format!("{e:#}")))?;

@@ -7,7 +7,7 @@
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Args, Subcommand};
-use mpk_attest::{Deployment, Policy, Verdict, snp, tdx};
+use mpk_attest::{Policy, Verdict, snp, tdx};
 
 /// `mpk attest …` subcommands.
 #[derive(Debug, Subcommand)]
@@ -69,7 +69,7 @@ pub fn run(c: AttestCommand) -> Result<()> {
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {
-    let deployment = Deployment::from_json(&read(&a.deployment, "deployment")?)
+    let deployment = mpk_attest::parse_deployment(&read(&a.deployment, "deployment")?)
         .with_context(|| format!("parsing {}", a.deployment))?;
     let at = match &a.at {
         Some(s) => mpk_attest::parse_time(s)?,

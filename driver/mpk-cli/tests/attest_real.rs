@@ -88,7 +88,7 @@ fn snp() -> Snp {
 fn snp_deployment(measurement: &str) -> PathBuf {
     write_json(
         &format!("snp-{}.json", &measurement[..8]),
-        &json!({"snp_measurement": measurement}),
+        &mpk_testutil::deployment_json(measurement, None, &"00".repeat(48), &"00".repeat(48)),
     )
 }
 
@@ -247,7 +247,7 @@ fn verify_tdx(at: &str, platform: Option<&Value>, rtmr2: &str) -> (Output, Value
     let coll = vector("tdx-attestation/tdx_quote_collateral.json");
     let dep = write_json(
         &format!("tdx-{}.json", &rtmr2[..8]),
-        &json!({"tdx_measurement": {"rtmr1": TDX_RTMR1, "rtmr2": rtmr2}}),
+        &mpk_testutil::deployment_json(&"00".repeat(48), None, TDX_RTMR1, rtmr2),
     );
     let mut args: Vec<std::ffi::OsString> = vec![
         "--deployment".into(),

@@ -94,3 +94,35 @@ pub fn run_batch(cmd: &mut Command, input: &serde_json::Value, cases: usize) -> 
     assert_eq!(lines.len(), cases);
     lines
 }
+
+/// A complete version-1 deployment document (as `mpk measure deployment`
+/// writes it) expecting these measurements (hex); the other fields hold
+/// placeholders.
+pub fn deployment_json(
+    snp: &str,
+    mrtd: Option<&str>,
+    rtmr1: &str,
+    rtmr2: &str,
+) -> serde_json::Value {
+    let mut tdx = serde_json::json!({ "rtmr1": rtmr1, "rtmr2": rtmr2 });
+    if let Some(m) = mrtd {
+        tdx["mrtd"] = m.into();
+    }
+    serde_json::json!({
+        "version": 1,
+        "identity": "test/model@0000000000000000000000000000000000000000",
+        "reference": "test",
+        "base_image": "test",
+        "cmdline": "console=ttyS0",
+        "snp_measurement": snp,
+        "tdx_measurement": tdx,
+        "vm_shape": {
+            "cpus": 1, "memory_mb": 2048, "gpus": 0, "disks": 1,
+            "vcpu_type": "EPYC-v4", "guest_features": 1, "vmm_type": "QEMU"
+        },
+        "inputs_sha256": {
+            "image_json": "0", "snp_ovmf": "0", "kernel": "0", "initrd": "0"
+        },
+        "mpk_version": "test"
+    })
+}
