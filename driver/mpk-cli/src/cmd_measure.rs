@@ -355,6 +355,7 @@ pub mod deployment {
 
     /// Arguments of `mpk measure deployment`.
     #[derive(Debug, Args)]
+    #[command(group(clap::ArgGroup::new("model_source").required(true).args(["manifest", "model"])))]
     pub struct DeploymentArgs {
         /// Base image folder (holding image.json).
         #[arg(long, value_name = "DIR")]
@@ -372,7 +373,7 @@ pub mod deployment {
         pub identity: Option<String>,
         /// A `<rev>.manifest.json` written by `mpk build` (identity and
         /// reference); or give --model OUT.info with --identity ID.
-        #[arg(long, value_name = "FILE", required_unless_present = "model")]
+        #[arg(long, value_name = "FILE")]
         pub manifest: Option<PathBuf>,
         /// Use this file for a base-image input (snp_ovmf, tdvf, kernel,
         /// initrd), e.g. a Nix output; its sha256 is still checked.

@@ -109,7 +109,7 @@ pub fn report_error(e: &anyhow::Error) -> u8 {
     if e.chain().any(|c| c.is::<StdoutClosed>()) {
         return 141;
     }
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", chain_text(e));
     let hub_finding = e.chain().any(|c| {
         c.downcast_ref::<mpk_hub::Error>()
             .is_some_and(mpk_hub::Error::is_finding)
@@ -118,5 +118,39 @@ pub fn report_error(e: &anyhow::Error) -> u8 {
         1
     } else {
         2
+    }
+}
+
+/// `e` and its causes, `: `-separated, leaving out a cause whose text the
+/// message already holds (many errors, ureq's and std's among them, print
+/// their source themselves, so `{:#}` would say it twice).
+pub fn chain_text(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        if msg.contains(&t) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&t);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io)
+            .context("x.lock: no such file")
+            .context("cannot fetch");
+        assert_eq!(chain_text(&e), "cannot fetch: x.lock: no such file");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain_text(&e), "outer: inner");
     }
 }

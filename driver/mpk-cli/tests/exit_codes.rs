@@ -215,3 +215,46 @@ fn help_describes_every_command() {
         );
     }
 }
+
+/// Messages a new user meets first name what to do.
+#[test]
+fn first_errors_say_what_to_do() {
+    let (_tmp, _, mpk, _) = packed();
+    let info = mpk.with_extension("info");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // No model source: both ways are named.
+    let o = run(&[
+        "measure",
+        "deployment",
+        "--base",
+        s(&root.join("vm-images/example")),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--manifest") && err.contains("--model"),
+        "{err}"
+    );
+    // An unbuilt Nix base image: how to build it.
+    let o = run(&[
+        "measure",
+        "deployment",
+        "--base",
+        s(&root.join("vm-images/qemu-snp")),
+        "--model",
+        s(&info),
+        "--identity",
+        ID,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not built") && err.contains("nix build .#vm-image-qemu-snp"),
+        "{err}"
+    );
+    // A cause is said once, not once per layer.
+    let o = run(&["fetch", "/nonexistent/x.lock"]);
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}

@@ -101,6 +101,17 @@ fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
 /// Computes the deployment document of a model on a base image.
 pub fn deployment(a: &DeploymentInputs) -> Result<Deployment> {
     let image_path = a.base.join("image.json");
+    if !image_path.exists() && a.base.join("default.nix").is_file() {
+        let name = a
+            .base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        bail!(
+            "`{}` is a Nix base image that is not built: it has no image.json yet. Build it (`nix build .#vm-image-{name}`) and pass the result (`--base result`)",
+            a.base.display()
+        );
+    }
     let image_text = std::fs::read_to_string(&image_path)
         .with_context(|| format!("reading {}", image_path.display()))?;
     let image =
