@@ -1,36 +1,11 @@
-//! `mpk initrd`: the base image's initrd, a reproducible cpio newc archive
-//! (`mpk_measure::cpio`: sorted, mtime 0, owner 0:0) holding
-//!
-//! - `/init`: the static guest init (`mpk-init`), mode 0755;
-//! - `/lib/modules/mpk/<name>.ko`: each `--module`, mode 0644, and
-//!   `/etc/mpk/modules` listing their paths one per line in the order
-//!   given, the order `mpk-init` loads them in (empty without modules: a
-//!   kernel with everything built in);
-//! - `/dev/console` (character device 5:1), so the init has a console even
-//!   on a kernel whose built-in initramfs lacks one;
-//! - each `--file SRC:DEST`, mode 0755 if SRC is executable, else 0644.
-//!
-//! An ELF init must be an x86-64 executable without a program interpreter
-//! (statically linked): the initrd has no libc, and a dynamic init would
-//! only fail at boot, after its hash was pinned.
-//!
-//! Only the bytes of the inputs (and the executable bit of `--file`
-//! sources) reach the archive, so the same inputs always give the same
-//! bytes. The output is written under a temporary name beside it, fsynced
-//! and renamed; the SHA-256 of the result (what `image.json` pins) is
-//! printed.
+//! `mpk initrd`: arguments → [`mpk_pack::initrd::build`]; the archive is
+//! published like every output (complete or not at all) and its SHA-256
+//! (what `image.json` pins) printed.
 
-use anyhow::{Context, Result, bail, ensure};
-use camino::{Utf8Path, Utf8PathBuf};
+use anyhow::{Result, bail};
+use camino::Utf8PathBuf;
 use clap::Args;
-use mpk_measure::cpio::Initrd;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-
-/// Where the modules go inside the initrd.
-pub const MODULE_DIR: &str = "lib/modules/mpk";
-/// The module list `mpk-init` reads (`mpk_guest::init::MODULE_LIST`).
-pub const MODULE_LIST: &str = "etc/mpk/modules";
 
 /// Arguments of `mpk initrd`.
 #[derive(Debug, Args)]
@@ -54,121 +29,23 @@ pub struct InitrdArgs {
     pub force: bool,
 }
 
-fn read(what: &str, p: &Utf8Path) -> Result<Vec<u8>> {
-    std::fs::read(p).with_context(|| format!("cannot read {what} `{p}`"))
-}
-
-/// `PT_INTERP`: the program header naming the dynamic loader.
-const PT_INTERP: u32 = 3;
-/// `EM_X86_64`.
-const EM_X86_64: u16 = 62;
-
-/// Refuses an ELF init the guest cannot run: not 64-bit little-endian
-/// x86-64, truncated program headers, or a program interpreter (dynamically
-/// linked). Anything that is not ELF (a script whose interpreter comes with
-/// `--file`) is the caller's business.
-pub fn check_init(path: &Utf8Path, b: &[u8]) -> Result<()> {
-    if !b.starts_with(b"\x7fELF") {
-        return Ok(());
-    }
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |o: usize| {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let u64_at = |o: usize| {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
-    };
-    ensure!(
-        b.len() >= 64 && b[4] == 2 && b[5] == 1 && u16_at(0x12) == Some(EM_X86_64),
-        "the init `{path}` is not a 64-bit x86-64 ELF executable"
-    );
-    let bad = || anyhow::anyhow!("the init `{path}` has truncated ELF program headers");
-    let phoff = usize::try_from(u64_at(0x20).ok_or_else(bad)?).map_err(|_| bad())?;
-    let phentsize = usize::from(u16_at(0x36).ok_or_else(bad)?);
-    let phnum = usize::from(u16_at(0x38).ok_or_else(bad)?);
-    for i in 0..phnum {
-        let o = phentsize
-            .checked_mul(i)
-            .and_then(|x| x.checked_add(phoff))
-            .ok_or_else(bad)?;
-        if u32_at(o).ok_or_else(bad)? == PT_INTERP {
-            bail!(
-                "the init `{path}` is dynamically linked (it names an ELF interpreter), but the \
-                 initrd holds no libc: build mpk-init static (`-C target-feature=+crt-static`, \
-                 or Nix's pkgsStatic)"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The archive for `a` (nothing is written).
-pub fn build(a: &InitrdArgs) -> Result<Vec<u8>> {
-    let mut initrd = Initrd::new();
-    let init = read("the init", &a.init)?;
-    check_init(&a.init, &init)?;
-    initrd.file("init", 0o755, init)?;
-    initrd.char_dev("dev/console", 0o600, 5, 1)?;
-
-    let mut list = String::new();
-    let mut names = BTreeSet::new();
-    for m in &a.modules {
-        let name = m
-            .file_name()
-            .with_context(|| format!("module `{m}` has no file name"))?;
-        if [".ko.xz", ".ko.zst", ".ko.gz"]
-            .iter()
-            .any(|s| name.ends_with(s))
-        {
-            bail!(
-                "module `{m}` is compressed; the init loads modules with finit_module(2) flags 0, \
-                 so decompress it to a .ko first"
-            );
-        }
-        ensure!(
-            name.ends_with(".ko"),
-            "module `{m}` is not a kernel module (`.ko`)"
-        );
-        ensure!(
-            names.insert(name.to_string()),
-            "two modules are named `{name}`"
-        );
-        let dest = format!("{MODULE_DIR}/{name}");
-        initrd.file(&dest, 0o644, read("module", m)?)?;
-        list.push_str(&format!("/{dest}\n"));
-    }
-    initrd.file(MODULE_LIST, 0o644, list.into_bytes())?;
-
-    for f in &a.files {
-        let Some((src, dest)) = f.rsplit_once(':') else {
-            bail!("--file `{f}` is not SRC:DEST");
-        };
-        let src = Utf8Path::new(src);
-        let dest = dest.strip_prefix('/').unwrap_or(dest);
-        let data = read("file", src)?;
-        let perm = {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(src)
-                .with_context(|| format!("cannot stat file `{src}`"))?
-                .permissions()
-                .mode();
-            if mode & 0o111 != 0 { 0o755 } else { 0o644 }
-        };
-        initrd
-            .file(dest, perm, data)
-            .with_context(|| format!("--file `{f}`"))?;
-    }
-    Ok(initrd.to_bytes())
-}
-
 /// Runs `mpk initrd`.
 pub fn run(a: InitrdArgs) -> Result<()> {
     if !a.force && std::fs::symlink_metadata(&a.output).is_ok() {
         bail!("`{}` already exists; pass --force to replace it", a.output);
     }
-    let bytes = build(&a)?;
+    let mut files = Vec::new();
+    for f in &a.files {
+        let Some((src, dest)) = f.rsplit_once(':') else {
+            bail!("--file `{f}` is not SRC:DEST");
+        };
+        files.push((Utf8PathBuf::from(src), dest.to_string()));
+    }
+    let bytes = mpk_pack::initrd::build(&mpk_pack::initrd::InitrdOptions {
+        init: a.init.clone(),
+        modules: a.modules.clone(),
+        files,
+    })?;
     mpk_pack::output::write_file(&a.output, &bytes, a.force)?;
     outln!("{}", hex::encode(Sha256::digest(&bytes)));
     Ok(())

@@ -18,6 +18,7 @@
 //! - [`deploy`]: the deployment document of a model on a base image.
 //! - [`output`]: how outputs are published (never a partial file under a
 //!   final name).
+//! - [`initrd`]: a base image's reproducible initrd.
 //! - [`verity_format`]: `veritysetup format`, byte for byte.
 //! - [`hashing`], [`tools`]: per-file SHA-256; the reference pipeline
 //!   (mkfs.erofs 1.5 + veritysetup) for cross-checks.
@@ -32,6 +33,7 @@ pub mod build;
 pub mod deploy;
 pub mod encrypted;
 pub mod hashing;
+pub mod initrd;
 pub mod output;
 pub mod pack;
 pub mod pipeline;
