@@ -11,7 +11,6 @@ use camino::Utf8Path;
 use mpk_erofs::reader::{Image, Role, Source};
 use mpk_model::{Identity, Reference};
 use mpk_verity::{DIGEST, DIGESTS_PER_BLOCK, Hasher, TreeGeometry};
-use rayon::prelude::*;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -280,32 +279,29 @@ pub fn check_plaintext(
         cache: vec![None; geometry.levels()],
         hash_blocks_checked: 0,
     };
-    let mut buf = vec![0u8; (BATCH * B) as usize];
-    let mut k = 0u64;
-    while k < data_blocks {
-        let n = BATCH.min(data_blocks - k);
-        let chunk = &mut buf[..(n * B) as usize];
-        src.read_at(chunk, k * B)?;
-        let digests: Vec<[u8; 32]> = pool.install(|| {
-            chunk
-                .par_chunks(B as usize)
-                .map(|b| hasher.hash(b))
-                .collect()
-        });
-        for (i, d) in digests.iter().enumerate() {
-            let blk = k + i as u64;
-            let want = auth.digest(0, blk)?;
-            if *d != want {
-                return Err(Finding::error(format!(
-                    "data block {blk} ({}) does not match the hash tree{}; it holds {}",
-                    src.where_is(blk * B),
-                    src.hint(),
-                    owner_of(src, blk)
-                )));
-            }
-        }
-        k += n;
-    }
+    pool.install(|| {
+        crate::hashing::hash_blocks(
+            data_blocks,
+            BATCH,
+            &hasher,
+            |buf, first| src.read_at(buf, first * B),
+            |first, digests| {
+                for (i, d) in digests.iter().enumerate() {
+                    let blk = first + i as u64;
+                    let want = auth.digest(0, blk)?;
+                    if *d != want {
+                        return Err(Finding::error(format!(
+                            "data block {blk} ({}) does not match the hash tree{}; it holds {}",
+                            src.where_is(blk * B),
+                            src.hint(),
+                            owner_of(src, blk)
+                        )));
+                    }
+                }
+                Ok(())
+            },
+        )
+    })?;
     // The superblock is never trusted, but a copy that disagrees with the
     // reference is worth knowing about.
     let mut problems = Vec::new();

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use mpk_verity::{BLOCK, DIGEST, MAX_SALT, SUPERBLOCK_SIZE, TreeBuilder};
-use rayon::prelude::*;
 
 /// `BLOCK` as a `u64`.
 const BLOCK_U64: u64 = BLOCK as u64;
@@ -130,42 +129,20 @@ pub fn format(a: &FormatOptions) -> Result<[u8; DIGEST]> {
         run: Vec::new(),
     };
     let hasher = builder.hasher().clone();
-    let read_chunk = |buf: &mut Vec<u8>, first: u64| -> Result<()> {
-        let n = CHUNK_BLOCKS.min(data_blocks - first);
-        buf.resize(n as usize * BLOCK, 0);
-        data.read_exact_at(buf, first * BLOCK_U64).with_context(|| {
-            format!(
-                "cannot read data file {dpath} at byte {}",
-                first * BLOCK_U64
-            )
-        })
-    };
-    let (mut cur, mut next) = (Vec::new(), Vec::new());
-    let mut digests: Vec<[u8; DIGEST]> = Vec::new();
-    read_chunk(&mut cur, 0)?;
-    let mut pos = 0u64;
-    while pos < data_blocks {
-        let after = pos + (cur.len() / BLOCK) as u64;
-        // Read the next chunk while this one is hashed on the other threads.
-        let (read, ()) = rayon::join(
-            || {
-                if after < data_blocks {
-                    read_chunk(&mut next, after)
-                } else {
-                    Ok(())
-                }
-            },
-            || {
-                cur.par_chunks_exact(BLOCK)
-                    .map(|b| hasher.hash(b))
-                    .collect_into_vec(&mut digests)
-            },
-        );
-        read?;
-        builder.push_all(&digests, |i, b| out.write(i, b))?;
-        std::mem::swap(&mut cur, &mut next);
-        pos = after;
-    }
+    crate::hashing::hash_blocks(
+        data_blocks,
+        CHUNK_BLOCKS,
+        &hasher,
+        |buf, first| {
+            data.read_exact_at(buf, first * BLOCK_U64).with_context(|| {
+                format!(
+                    "cannot read data file {dpath} at byte {}",
+                    first * BLOCK_U64
+                )
+            })
+        },
+        |_, digests| builder.push_all(digests, |i, b| out.write(i, b)),
+    )?;
     let root = builder.finish(|i, b| out.write(i, b))?;
     out.flush()?;
 
