@@ -1,6 +1,6 @@
-//! Keys and `mpk encrypt`: `mpk keygen` makes a master key, key files are
-//! read here (and only here), and `mpk encrypt` hands a finished `.mpk` and
-//! its key to [`mpk_pack::encrypted::encrypt`].
+//! `mpk keygen` makes a master key; `mpk encrypt` hands a finished `.mpk`
+//! and its key (read by [`crate::keys`]) to
+//! [`mpk_pack::encrypted::encrypt`].
 //!
 //! Key bytes never reach an error message or the output: errors name the
 //! key file and its length only.
@@ -8,8 +8,6 @@
 use anyhow::{Result, anyhow, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
-use mpk_crypt::MasterKey;
-use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use zeroize::Zeroizing;
@@ -47,16 +45,9 @@ pub struct EncryptArgs {
     pub force: bool,
 }
 
-/// Makes this process non-dumpable before any key byte is in memory: no
-/// core dump (and no ptrace by other users) can carry key material.
-fn no_core_dumps() -> Result<()> {
-    nix::sys::prctl::set_dumpable(false)
-        .map_err(|e| anyhow!("cannot disable core dumps before handling a key: {e}"))
-}
-
 /// Runs `mpk keygen`.
 pub fn run_keygen(a: KeygenArgs) -> Result<()> {
-    no_core_dumps()?;
+    crate::keys::no_core_dumps()?;
     let mut key = Zeroizing::new([0u8; mpk_crypt::key::KEY_LEN]);
     getrandom::getrandom(key.as_mut_slice())
         .map_err(|e| anyhow!("cannot get random bytes from the system: {e}"))?;
@@ -90,32 +81,6 @@ pub fn run_keygen(a: KeygenArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads a master key file: exactly 64 bytes. The bytes are read into one
-/// fixed, zeroized buffer (no growing `Vec` leaves copies behind).
-pub fn read_master_key(path: &Utf8Path) -> Result<MasterKey> {
-    use std::io::Read;
-    no_core_dumps()?;
-    let mut f = File::open(path).map_err(|e| anyhow!("cannot read the key file `{path}`: {e}"))?;
-    let mut buf = Zeroizing::new([0u8; mpk_crypt::key::KEY_LEN + 1]);
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => bail!("cannot read the key file `{path}`: {e}"),
-        }
-    }
-    if n > mpk_crypt::key::KEY_LEN {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(n as u64);
-        bail!(
-            "key file `{path}`: a master key must be exactly {} bytes, this file has {len}",
-            mpk_crypt::key::KEY_LEN
-        );
-    }
-    MasterKey::from_bytes(&buf[..n]).map_err(|e| anyhow!("key file `{path}`: {e}"))
-}
-
 /// Runs `mpk encrypt`.
 pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
     let r = crate::reference::load(&a.reference)?;
@@ -132,7 +97,7 @@ pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
     if same(&a.reference, &info) {
         bail!("`{info}` is the plaintext reference given with --ref; name the output differently");
     }
-    let key = read_master_key(&a.key_file)?;
+    let key = crate::keys::read_master_key(&a.key_file)?;
     let enc = mpk_pack::encrypted::encrypt(mpk_pack::encrypted::EncryptJob {
         input: &a.input,
         reference: &r,
@@ -143,22 +108,4 @@ pub fn run_encrypt(a: EncryptArgs) -> Result<()> {
     })?;
     outln!("{enc}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reading_a_key_makes_the_process_non_dumpable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("k")).unwrap();
-        std::fs::write(&path, [9u8; mpk_crypt::key::KEY_LEN]).unwrap();
-        nix::sys::prctl::set_dumpable(true).unwrap();
-        read_master_key(&path).unwrap();
-        assert!(
-            !nix::sys::prctl::get_dumpable().unwrap(),
-            "a process holding a master key must not be dumpable"
-        );
-    }
 }

@@ -220,7 +220,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
 fn run_build(a: BuildArgs) -> Result<()> {
     let (hub, cache) = hub()?;
     let key = match &a.key_file {
-        Some(k) if a.encrypt => Some(crate::cmd_crypt::read_master_key(k)?),
+        Some(k) if a.encrypt => Some(crate::keys::read_master_key(k)?),
         _ => None,
     };
     let built = build::build(

@@ -68,7 +68,7 @@ impl From<BackendArg> for mpk_pack::pack::Backend {
 pub fn run(a: PackArgs) -> Result<()> {
     // A bad key file fails before any work.
     let key = match &a.key_file {
-        Some(k) => Some(crate::cmd_crypt::read_master_key(k)?),
+        Some(k) => Some(crate::keys::read_master_key(k)?),
         None => None,
     };
     let report = mpk_pack::pack::pack(

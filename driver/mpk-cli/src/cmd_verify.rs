@@ -37,7 +37,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         .build()?;
     let v = match &a.key_file {
         Some(k) => {
-            let key = crate::cmd_crypt::read_master_key(k)?;
+            let key = crate::keys::read_master_key(k)?;
             pool.install(|| {
                 mpk_pack::encrypted::verify_encrypted(&a.image, &r, &a.identity, &key, &pool)
             })?

@@ -27,6 +27,7 @@ pub mod cmd_measure;
 pub mod cmd_pack;
 pub mod cmd_verify;
 pub mod cmd_verity;
+pub mod keys;
 pub mod progress;
 pub mod reference;
 

@@ -168,15 +168,10 @@ impl Lock {
                 self.version
             ));
         }
-        let Some((repo, commit)) = self.identity.split_once('@') else {
-            return bad(format!("identity `{}` has no `@commit`", self.identity));
-        };
-        RepoId::parse(repo).map_err(field("identity"))?;
-        if !is_hex(commit, 40) {
-            return bad(format!(
-                "identity `{}`: `{commit}` is not a 40-hex lowercase commit",
-                self.identity
-            ));
+        // The identity's rules are mpk-model's (org and name as on the
+        // Hub, a full lowercase commit).
+        if let Err(e) = self.identity.parse::<mpk_model::Identity>() {
+            return bad(e.to_string());
         }
         Revision::parse(&self.revision).map_err(field("revision"))?;
         if let Some(inc) = &self.include {

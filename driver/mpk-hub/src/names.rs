@@ -125,14 +125,7 @@ newtype!(
 impl RepoId {
     /// Parses `org/name`.
     pub fn parse(repo: &str) -> Result<Self> {
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 96
-                && s != "."
-                && s != ".."
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        };
+        let ok = mpk_model::names::hub_name_ok;
         match repo.split_once('/') {
             Some((o, n)) if ok(o) && ok(n) => Ok(Self(repo.to_owned())),
             _ => Err(invalid(

@@ -44,12 +44,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// True for `n` lowercase hex digits.
-pub fn is_hex(s: &str, n: usize) -> bool {
-    s.len() == n
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+/// True for `n` lowercase hex digits (mpk-model's rule).
+pub use mpk_model::names::is_lower_hex as is_hex;
 
 #[cfg(test)]
 mod tests {
