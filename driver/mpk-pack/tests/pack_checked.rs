@@ -1,7 +1,8 @@
 //! The engine alone (no CLI): `pack` with expected hashes (as `mpk build`
 //! passes the lock's) leaves no output at all when a file's single-pass
-//! SHA-256 differs, and what it packs `verify` accepts, block for block,
-//! or refuses with a [`Finding`].
+//! SHA-256 differs; what it packs `verify` accepts, block for block, or
+//! refuses with a [`Finding`]; and `reproduce` recomputes its reference
+//! without writing anything.
 
 use camino::Utf8PathBuf;
 use mpk_pack::pack::{Backend, PackOptions, PackReport, pack};
@@ -142,6 +143,18 @@ fn what_pack_writes_verify_accepts_and_a_flip_is_a_finding() {
     let v = mpk_pack::verify::verify(&args.output, &r, &id, &pool).unwrap();
     assert_eq!(v.data_blocks, r.hash_offset / 4096);
     assert!(!v.decrypted);
+    // Reproduced from the folder without writing anything: the same
+    // reference, and a comparison that says so.
+    let again =
+        mpk_pack::reproduce::reproduce_dir(args.dir.as_std_path(), &id, Some(2), &Silent).unwrap();
+    assert_eq!(again, r);
+    let c = mpk_pack::reproduce::Comparison::new(&id, again, r);
+    assert!(c.matches() && c.check().is_ok());
+    let other = mpk_model::Reference { root: [0; 32], ..r };
+    let e = mpk_pack::reproduce::Comparison::new(&id, again, other)
+        .check()
+        .unwrap_err();
+    assert!(Finding::in_chain(&e), "{e:#}");
     // Flip one byte of a.bin's first full block: a finding naming it.
     let first = report.files.iter().find(|f| f.path == "a.bin").unwrap();
     let at = first.first_block.unwrap() * 4096 + 17;
