@@ -8,8 +8,6 @@
 use anyhow::{Result, anyhow, bail};
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Args;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use zeroize::Zeroizing;
 
 use mpk_model::Identity;
@@ -51,29 +49,18 @@ pub fn run_keygen(a: KeygenArgs) -> Result<()> {
     let mut key = Zeroizing::new([0u8; mpk_crypt::key::KEY_LEN]);
     getrandom::getrandom(key.as_mut_slice())
         .map_err(|e| anyhow!("cannot get random bytes from the system: {e}"))?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&a.output)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                anyhow!(
-                    "`{}` already exists; refusing to overwrite a key file",
-                    a.output
-                )
-            } else {
-                anyhow!("cannot create `{}`: {e}", a.output)
-            }
-        })?;
-    let written = f
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .and_then(|()| f.write_all(key.as_slice()))
-        .and_then(|()| f.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&a.output);
-        bail!("cannot write `{}`: {e}", a.output);
-    }
+    // Published like every output (unnamed until complete, so a killed
+    // run leaves no partial key), but 0600 and never over an existing file.
+    mpk_pack::output::write_file_mode(&a.output, key.as_slice(), false, 0o600).map_err(|e| {
+        if e.is::<mpk_pack::output::Exists>() {
+            anyhow!(
+                "`{}` already exists; refusing to overwrite a key file",
+                a.output
+            )
+        } else {
+            e
+        }
+    })?;
     outln!(
         "wrote a new 64-byte master key to `{}` (mode 0600)",
         a.output

@@ -25,7 +25,12 @@ fn reference_script() -> PathBuf {
 
 fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let p = dir.join(name);
-    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    // Unique per call: tests run as threads of one process, and two of
+    // them writing the same temporary name would rename each other's
+    // half-written file into place.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, data).unwrap();
     std::fs::rename(&tmp, &p).unwrap();
     p

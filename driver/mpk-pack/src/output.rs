@@ -25,6 +25,11 @@ use std::sync::Mutex;
 /// interrupted (Ctrl-C, SIGTERM, SIGHUP) before they are published.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// An output that exists already and may not be replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` already exists; pass --force to replace it")]
+pub struct Exists(pub Utf8PathBuf);
+
 /// The infix of named temporaries: `.<final name>.mpk-tmp.<random>`.
 const TMP_INFIX: &str = ".mpk-tmp.";
 
@@ -163,13 +168,19 @@ impl Pending {
     /// creates) and gives it the name `to` (in the folder it was created
     /// in), replacing an existing file only with `replace`. Then fsyncs
     /// the folder.
-    pub fn publish(mut self, to: &Utf8Path, replace: bool) -> Result<()> {
+    pub fn publish(self, to: &Utf8Path, replace: bool) -> Result<()> {
+        self.publish_mode(to, replace, 0o644)
+    }
+
+    /// [`Pending::publish`] with another mode (0600 for a key file: it is
+    /// created 0600 and never had another).
+    pub fn publish_mode(mut self, to: &Utf8Path, replace: bool, mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         self.file
             .sync_all()
             .with_context(|| format!("cannot fsync `{to}`"))?;
         self.file
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .set_permissions(std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot set the mode of `{to}`"))?;
         let exists = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists;
         match (self.named.take(), replace) {
@@ -185,16 +196,12 @@ impl Pending {
                 drop(named);
                 untrack(&tmp);
                 match linked {
-                    Err(e) if exists(&e) => {
-                        bail!("`{to}` already exists; pass --force to replace it")
-                    }
+                    Err(e) if exists(&e) => return Err(Exists(to.to_owned()).into()),
                     r => r.with_context(|| format!("cannot name the finished output `{to}`"))?,
                 }
             }
             (None, false) => match link_unnamed(&self.file, to) {
-                Err(e) if exists(&e) => {
-                    bail!("`{to}` already exists; pass --force to replace it")
-                }
+                Err(e) if exists(&e) => return Err(Exists(to.to_owned()).into()),
                 r => r.with_context(|| format!("cannot name the finished output `{to}`"))?,
             },
             (None, true) => {
@@ -255,13 +262,18 @@ fn rand_suffix() -> u64 {
 }
 
 /// Writes `bytes` to `path` through a [`Pending`] output: complete or not
-/// at all, replacing an existing file only with `replace`.
+/// at all, replacing an existing file only with `replace`; mode 0644.
 pub fn write_file(path: &Utf8Path, bytes: &[u8], replace: bool) -> Result<()> {
+    write_file_mode(path, bytes, replace, 0o644)
+}
+
+/// [`write_file`] with another mode.
+pub fn write_file_mode(path: &Utf8Path, bytes: &[u8], replace: bool, mode: u32) -> Result<()> {
     let p = Pending::new(path)?;
     p.as_file()
         .write_all(bytes)
         .with_context(|| format!("cannot write `{path}`"))?;
-    p.publish(path, replace)
+    p.publish_mode(path, replace, mode)
 }
 
 /// The pair of output paths of one pack: the image and its `.info`.
@@ -284,7 +296,7 @@ impl Outputs {
         if !force {
             for p in [mpk, info.as_path()] {
                 if std::fs::symlink_metadata(p).is_ok() {
-                    bail!("`{p}` already exists; pass --force to replace it");
+                    return Err(Exists(p.to_owned()).into());
                 }
             }
         }

@@ -9,7 +9,7 @@
 //! file is written in place, as veritysetup does.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -154,15 +154,10 @@ pub fn format(a: &FormatOptions) -> Result<[u8; DIGEST]> {
         .with_context(|| format!("cannot sync hash file {hpath}"))?;
 
     if let Some(p) = &a.root_hash_file {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(p)
-            .with_context(|| format!("cannot create root hash file {}", p.display()))?;
-        f.write_all(hex::encode(root).as_bytes())
-            .with_context(|| format!("cannot write root hash file {}", p.display()))?;
+        // Replaced if it exists, as veritysetup does.
+        let p = camino::Utf8Path::from_path(p)
+            .with_context(|| format!("root hash file {} is not UTF-8", p.display()))?;
+        crate::output::write_file_mode(p, hex::encode(root).as_bytes(), true, 0o600)?;
     }
     Ok(root)
 }
