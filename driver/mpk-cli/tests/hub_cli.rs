@@ -15,19 +15,7 @@ const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
 const REPO: &str = "acme/tiny";
 
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
+use mpk_testutil::lcg_bytes as bytes;
 
 /// The synthetic model: LFS and non-LFS files, subfolders, an empty file
 /// and a UTF-8 name.

@@ -21,17 +21,7 @@ const C1: &str = "1111111111111111111111111111111111111111";
 const REPO: &str = "acme/tiny";
 const MEMORY_LIMIT_KIB: u64 = 256 << 10;
 
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005);
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect()
-}
+use mpk_testutil::lcg_bytes as bytes;
 
 /// One LFS and one non-LFS file, in a subfolder too.
 fn model() -> Vec<(&'static str, Vec<u8>, bool)> {

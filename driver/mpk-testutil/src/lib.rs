@@ -126,3 +126,19 @@ pub fn deployment_json(
         "mpk_version": "test"
     })
 }
+
+/// `n` deterministic pseudo-random bytes for fixtures (a 64-bit LCG; the
+/// same `seed` always gives the same bytes).
+pub fn lcg_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let step = |x: u64| {
+        x.wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+    };
+    let mut x = step(seed);
+    (0..n)
+        .map(|_| {
+            x = step(x);
+            (x >> 33) as u8
+        })
+        .collect()
+}
