@@ -107,26 +107,101 @@ pub fn check_path(p: &str) -> Result<()> {
     RepoPath::parse(p).map(drop)
 }
 
-/// Whether `path` matches one include pattern.
+/// Whether `path` matches one include pattern: `*` and `?` within one
+/// path segment, `**` across segments (`**/` = zero or more whole
+/// segments), a trailing `/` = everything in that folder.
+///
+/// Runs as a set of pattern positions advanced once per byte of `path`
+/// (a Thompson NFA), so the work is at most (pattern length + 1) × (path
+/// length + 1) steps whatever the pattern; backtracking took exponential
+/// time on patterns with many `**`.
 pub fn glob_match(pattern: &str, path: &str) -> bool {
     if let Some(dir) = pattern.strip_suffix('/') {
         return path.starts_with(pattern) || glob_match(&format!("{dir}/**"), path);
     }
-    fn m(p: &[u8], s: &[u8]) -> bool {
-        match p {
-            [] => s.is_empty(),
-            [b'*', b'*', rest @ ..] => match rest.strip_prefix(b"/") {
-                Some(r) => (0..=s.len()).any(|i| (i == 0 || s[i - 1] == b'/') && m(r, &s[i..])),
-                None => (0..=s.len()).any(|i| m(rest, &s[i..])),
-            },
-            [b'*', rest @ ..] => (0..=s.len())
-                .take_while(|&i| i == 0 || s[i - 1] != b'/')
-                .any(|i| m(rest, &s[i..])),
-            [b'?', rest @ ..] => matches!(s, [c, t @ ..] if *c != b'/' && m(rest, t)),
-            [c, rest @ ..] => matches!(s, [d, t @ ..] if c == d && m(rest, t)),
+    let tokens = glob_tokens(pattern.as_bytes());
+    let n = tokens.len();
+    // `on[k]`: the NFA is at the start of token k (k == n: the whole
+    // pattern matched). `inside[k]`: within a `**/` token k, after at
+    // least one byte (it may end only after a `/`).
+    let (mut on, mut inside) = (vec![false; n + 1], vec![false; n + 1]);
+    let (mut next, mut next_inside) = (vec![false; n + 1], vec![false; n + 1]);
+    on[0] = true;
+    close(&tokens, &mut on);
+    for &c in path.as_bytes() {
+        next.fill(false);
+        next_inside.fill(false);
+        for k in 0..n {
+            if inside[k] {
+                next_inside[k] = true;
+                next[k + 1] |= c == b'/';
+            }
+            if !on[k] {
+                continue;
+            }
+            match tokens[k] {
+                Glob::Byte(b) if b == c => next[k + 1] = true,
+                Glob::One if c != b'/' => next[k + 1] = true,
+                Glob::Star if c != b'/' => next[k] = true,
+                Glob::AnyDepth => next[k] = true,
+                Glob::Segments => {
+                    next_inside[k] = true;
+                    next[k + 1] |= c == b'/';
+                }
+                _ => {}
+            }
+        }
+        close(&tokens, &mut next);
+        std::mem::swap(&mut on, &mut next);
+        std::mem::swap(&mut inside, &mut next_inside);
+        if !on.contains(&true) && !inside.contains(&true) {
+            return false;
         }
     }
-    m(pattern.as_bytes(), path.as_bytes())
+    on[n]
+}
+
+/// One element of an include pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Glob {
+    /// This byte.
+    Byte(u8),
+    /// `?`: one byte other than `/`.
+    One,
+    /// `*`: any bytes other than `/`.
+    Star,
+    /// `**` not followed by `/`: any bytes.
+    AnyDepth,
+    /// `**/`: nothing, or any bytes ending in `/`.
+    Segments,
+}
+
+fn glob_tokens(p: &[u8]) -> Vec<Glob> {
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        let (t, len) = match &p[i..] {
+            [b'*', b'*', b'/', ..] => (Glob::Segments, 3),
+            [b'*', b'*', ..] => (Glob::AnyDepth, 2),
+            [b'*', ..] => (Glob::Star, 1),
+            [b'?', ..] => (Glob::One, 1),
+            [c, ..] => (Glob::Byte(*c), 1),
+            [] => unreachable!("i < len"),
+        };
+        out.push(t);
+        i += len;
+    }
+    out
+}
+
+/// Adds the positions reachable without consuming a byte: past every
+/// `*`, `**` and `**/` at whose start the NFA is (each may match nothing).
+fn close(tokens: &[Glob], on: &mut [bool]) {
+    for k in 0..tokens.len() {
+        if on[k] && matches!(tokens[k], Glob::Star | Glob::AnyDepth | Glob::Segments) {
+            on[k + 1] = true;
+        }
+    }
 }
 
 /// Whether `path` is selected by `include` (`None`: everything).
@@ -309,6 +384,81 @@ mod tests {
         let mut l = lock();
         l.files[1].sha256 = "b".repeat(64);
         assert!(l.validate().is_err());
+    }
+
+    /// The backtracking matcher glob_match replaced, as the oracle of its
+    /// semantics (exponential on many `**`: small inputs only).
+    fn backtracking(pattern: &str, path: &str) -> bool {
+        fn m(p: &[u8], s: &[u8]) -> bool {
+            match p {
+                [] => s.is_empty(),
+                [b'*', b'*', rest @ ..] => match rest.strip_prefix(b"/") {
+                    Some(r) => (0..=s.len()).any(|i| (i == 0 || s[i - 1] == b'/') && m(r, &s[i..])),
+                    None => (0..=s.len()).any(|i| m(rest, &s[i..])),
+                },
+                [b'*', rest @ ..] => (0..=s.len())
+                    .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                    .any(|i| m(rest, &s[i..])),
+                [b'?', rest @ ..] => matches!(s, [c, t @ ..] if *c != b'/' && m(rest, t)),
+                [c, rest @ ..] => matches!(s, [d, t @ ..] if c == d && m(rest, t)),
+            }
+        }
+        m(pattern.as_bytes(), path.as_bytes())
+    }
+
+    #[test]
+    fn the_linear_matcher_agrees_with_the_backtracking_one() {
+        // Every pattern and path over a small alphabet, up to a length.
+        let pat_alpha = [b'a', b'/', b'*', b'?'];
+        let path_alpha = [b'a', b'b', b'/'];
+        fn all(alpha: &[u8], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                let mut grown = Vec::new();
+                for s in &last {
+                    for &c in alpha {
+                        grown.push(format!("{s}{}", c as char));
+                    }
+                }
+                out.extend(grown.iter().cloned());
+                last = grown;
+            }
+            out
+        }
+        let (pats, paths) = (all(&pat_alpha, 5), all(&path_alpha, 5));
+        let mut checked = 0;
+        for p in pats.iter().filter(|p| !p.ends_with('/')) {
+            for s in &paths {
+                assert_eq!(glob_match(p, s), backtracking(p, s), "{p:?} {s:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 300_000, "{checked}");
+    }
+
+    /// Many `**` against a long path that does not match: backtracking
+    /// never finished such a case; the NFA does at most
+    /// (pattern + 1) x (path + 1) steps. Guarded by a thread with a
+    /// generous limit so a regression fails instead of hanging CI.
+    #[test]
+    fn pathological_patterns_finish() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pattern = "**a**a**a**a**a**a**a**a**b".to_string();
+            let path = "a".repeat(4000);
+            let long = format!("{}/x", "**/".repeat(500));
+            tx.send((
+                glob_match(&pattern, &path),
+                glob_match(&pattern, &format!("{path}b")),
+                glob_match(&long, &"a/".repeat(1000)),
+            ))
+            .unwrap();
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the matcher ran for a minute on one path");
+        assert_eq!(got, (false, true, false));
     }
 
     #[test]
