@@ -246,8 +246,10 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// A firmware, kernel or initrd: a regular file of at most 4 GiB
+/// ([`mpk_pack::input::MAX_BOOT_INPUT`]), checked before reading.
 pub(crate) fn read(what: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+    mpk_pack::input::read_regular(what, path, mpk_pack::input::MAX_BOOT_INPUT)
 }
 
 /// Resolves the vCPU signature with `sev-snp-measure`'s precedence:

@@ -258,3 +258,56 @@ fn first_errors_say_what_to_do() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
+
+/// Absurd parameters and special files are refused before any work
+/// (issue 15): 2^32-1 vCPUs used to run for hours, a FIFO as firmware hung
+/// and /dev/zero as an initrd read until memory ran out.
+#[test]
+fn absurd_measurement_inputs_are_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fw = tmp.path().join("OVMF.fd");
+    std::fs::write(
+        &fw,
+        mpk_testutil::firmware::build(&mpk_testutil::firmware::Spec::amdsev(8, 7)),
+    )
+    .unwrap();
+    let kernel = tmp.path().join("bzImage");
+    std::fs::write(&kernel, b"not a kernel, never read").unwrap();
+    let fifo = tmp.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let snp = |ovmf: &Path, vcpus: &str, initrd: &str| {
+        run(&[
+            "measure",
+            "snp",
+            "--mode",
+            "snp",
+            "--vcpus",
+            vcpus,
+            "--vcpu-type",
+            "EPYC-v4",
+            "--ovmf",
+            s(ovmf),
+            "--kernel",
+            s(&kernel),
+            "--initrd",
+            initrd,
+            "--append",
+            "x",
+        ])
+    };
+    let o = snp(&fw, "4294967295", s(&kernel));
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+    assert!(says(&o).contains("at most 4096"), "{}", says(&o));
+    let o = snp(&fifo, "1", s(&kernel));
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+    assert!(says(&o).contains("not a regular file"), "{}", says(&o));
+    let o = snp(&fw, "1", "/dev/zero");
+    assert_eq!(o.status.code(), Some(2), "{}", says(&o));
+    assert!(says(&o).contains("not a regular file"), "{}", says(&o));
+}

@@ -176,3 +176,14 @@ fn errors_name_what_is_missing() {
         "{msg}"
     );
 }
+
+/// Absurd vCPU counts are refused before any work (each vCPU is one VMSA
+/// page update: u32::MAX of them ran for hours); KVM's limit still works.
+#[test]
+fn vcpu_counts_past_kvms_limit_are_refused() {
+    let fw = firmware::build(&good());
+    assert!(launch(&fw, false, mpk_measure::snp::MAX_VCPUS).is_ok());
+    for n in [mpk_measure::snp::MAX_VCPUS + 1, u32::MAX] {
+        assert_eq!(launch(&fw, false, n), Err(SnpError::TooManyVcpus(n)));
+    }
+}

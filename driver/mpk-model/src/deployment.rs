@@ -147,8 +147,11 @@ impl BaseImage {
                 "cmdline must hold {MODELS_PLACEHOLDER} exactly once"
             )));
         }
-        if b.vcpus < 1 {
-            return Err(field("vcpus must be at least 1".into()));
+        if b.vcpus < 1 || b.vcpus > mpk_measure::snp::MAX_VCPUS {
+            return Err(field(format!(
+                "vcpus must be between 1 and {} (KVM's x86 limit)",
+                mpk_measure::snp::MAX_VCPUS
+            )));
         }
         if b.vcpu().is_none() {
             return Err(field(format!("unknown vcpu_type `{}`", b.vcpu_type)));
@@ -336,6 +339,7 @@ mod tests {
     fn image_refusals_name_the_field() {
         for (from, to, want) in [
             ("\"vcpus\": 2", "\"vcpus\": 0", "vcpus"),
+            ("\"vcpus\": 2", "\"vcpus\": 4097", "between 1 and 4096"),
             ("EPYC-v4", "EPYC-v99", "vcpu_type"),
             (
                 "\"guest_features\": 1",

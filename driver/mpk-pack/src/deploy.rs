@@ -93,9 +93,13 @@ pub struct DeploymentInputs {
     pub overrides: BTreeMap<String, PathBuf>,
 }
 
-/// Reads a whole input file, naming it on error.
+/// Reads a whole input file (regular, bounded), naming it on error.
 fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+    let max = match what {
+        "manifest" | "model reference" => crate::input::MAX_DOCUMENT,
+        _ => crate::input::MAX_BOOT_INPUT,
+    };
+    crate::input::read_regular(what, path, max)
 }
 
 /// Computes the deployment document of a model on a base image.

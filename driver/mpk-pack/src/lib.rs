@@ -18,6 +18,7 @@
 //! - [`deploy`]: the deployment document of a model on a base image.
 //! - [`output`]: how outputs are published (never a partial file under a
 //!   final name).
+//! - [`input`]: whole input files read only when regular and bounded.
 //! - [`initrd`]: a base image's reproducible initrd.
 //! - [`verity_format`]: `veritysetup format`, byte for byte.
 //! - [`hashing`], [`tools`]: per-file SHA-256; the reference pipeline
@@ -34,6 +35,7 @@ pub mod deploy;
 pub mod encrypted;
 pub mod hashing;
 pub mod initrd;
+pub mod input;
 pub mod output;
 pub mod pack;
 pub mod pipeline;

@@ -71,10 +71,18 @@ pub struct SnpLaunch<'a> {
     pub guest_features: u64,
 }
 
+/// The most vCPUs a VM can have: KVM's `KVM_MAX_VCPUS` on x86-64 (4096
+/// since Linux 5.15). Larger counts are refused before any work (each vCPU
+/// is one VMSA page in the digest; 2^32 of them would run for hours).
+pub const MAX_VCPUS: u32 = 4096;
+
 /// Why a launch digest cannot be computed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SnpError {
+    /// More vCPUs than a VM can have ([`MAX_VCPUS`]).
+    #[error("{0} vCPUs: a VM has at most {MAX_VCPUS} (KVM's x86 limit, KVM_MAX_VCPUS)")]
+    TooManyVcpus(u32),
     /// The firmware is empty, not a whole number of 4 KiB pages, or larger
     /// than 4 GiB.
     #[error(
@@ -214,6 +222,10 @@ pub fn firmware_digest(firmware: &[u8]) -> Result<LaunchDigest, SnpError> {
 
 /// The expected SNP launch digest (mode `snp`, VMM type QEMU).
 pub fn launch_digest(p: &SnpLaunch<'_>) -> Result<LaunchDigest, SnpError> {
+    // Checked before any work: each vCPU costs one VMSA page update.
+    if p.vcpus > MAX_VCPUS {
+        return Err(SnpError::TooManyVcpus(p.vcpus));
+    }
     let fw = Firmware::parse(p.firmware)?;
     if !fw.has_footer_table() {
         return Err(SnpError::NoFooterTable);
