@@ -21,9 +21,28 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Parses a platform-values file.
+    /// Parses a platform-values file: a JSON object holding `mrtd`,
+    /// `rtmr0` or both, each 96 hex digits. A file that was given but holds
+    /// neither (`{}`, `[]`) is refused: it would turn the comparison it was
+    /// given for into a skipped check.
     pub fn from_json(bytes: &[u8]) -> Result<Self, AttestError> {
-        serde_json::from_slice(bytes).map_err(|e| AttestError::Platform(e.to_string()))
+        let err = |e: String| AttestError::Platform(e);
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
+        if !v.is_object() {
+            return Err(err("expected a JSON object {\"mrtd\", \"rtmr0\"}".into()));
+        }
+        let p: Platform = serde_json::from_value(v).map_err(|e| err(e.to_string()))?;
+        if p.mrtd.is_none() && p.rtmr0.is_none() {
+            return Err(err(
+                "the file holds neither mrtd nor rtmr0, so it would check nothing".into(),
+            ));
+        }
+        for (what, value) in [("mrtd", &p.mrtd), ("rtmr0", &p.rtmr0)] {
+            if let Some(h) = value {
+                hex48(what, h).map_err(err)?;
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -135,4 +154,34 @@ pub fn verify(
     checks.push(report_data_check(policy, &td.report_data));
 
     Ok(Verdict::new("tdx", policy.at, None, checks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_platform_file_must_carry_a_value() {
+        let h = "ab".repeat(48);
+        let both = format!(r#"{{"mrtd": "{h}", "rtmr0": "{h}"}}"#);
+        assert!(Platform::from_json(both.as_bytes()).is_ok());
+        let one = format!(r#"{{"rtmr0": "{h}"}}"#);
+        assert_eq!(
+            Platform::from_json(one.as_bytes())
+                .unwrap()
+                .rtmr0
+                .as_deref(),
+            Some(h.as_str())
+        );
+        for (bad, says) in [
+            ("{}", "neither mrtd nor rtmr0"),
+            ("[]", "JSON object"),
+            ("[null, null]", "JSON object"),
+            (r#"{"rtmr0": "ab"}"#, "rtmr0 is 1 bytes"),
+            (r#"{"rtmr1": "ab"}"#, "unknown field"),
+        ] {
+            let e = Platform::from_json(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 }
