@@ -11,6 +11,10 @@ use crate::format::{
 
 const B: u64 = BLOCK_SIZE;
 
+/// The most entries [`Image::walk`] lists: a bound on its memory whatever
+/// the image claims (mkfs.erofs 1.5 images of real models hold far fewer).
+pub const MAX_ENTRIES: usize = 16 << 20;
+
 /// Supplies 4096-byte blocks of an image.
 pub trait Source {
     /// Returns block `n` (exactly 4096 bytes), or a message saying why not.
@@ -219,11 +223,24 @@ impl<S: Source> Image<S> {
             inode: self.inode(root)?,
         }];
         let mut stack = vec![(root, Vec::new(), 0usize)];
+        // A directory is reached once in a real image (directories have no
+        // hard links): a crafted one whose entries point at directories
+        // already walked (a DAG or a loop) would make the walk exponential.
+        let mut walked = std::collections::HashSet::new();
         while let Some((nid, path, depth)) = stack.pop() {
             if depth > 4096 {
                 return Err(Error::Corrupt(
                     "directory nesting too deep (a loop?)".into(),
                 ));
+            }
+            if !walked.insert(nid) {
+                return Err(Error::Corrupt(format!(
+                    "directory inode {nid} is reached twice (`{}`): directories cannot be hard-linked",
+                    String::from_utf8_lossy(&path)
+                )));
+            }
+            if out.len() > MAX_ENTRIES {
+                return Err(Error::Corrupt(format!("more than {MAX_ENTRIES} entries")));
             }
             let mut children = Vec::new();
             for (name, cnid, ft) in self.dir(nid)? {
@@ -270,5 +287,78 @@ impl<S: Source> Image<S> {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Tree, plan};
+
+    /// 36 levels of `a/` and `b/`; returns the image and, per level, the
+    /// node ids of `a` and `b`.
+    fn ladder() -> (Vec<u8>, Vec<(crate::NodeId, crate::NodeId)>) {
+        let mut t = Tree::new(0o755);
+        let mut at = Tree::ROOT;
+        let mut levels = Vec::new();
+        for _ in 0..36 {
+            let a = t.add_dir(at, b"a", 0o755).unwrap();
+            let b = t.add_dir(at, b"b", 0o755).unwrap();
+            levels.push((a, b));
+            at = a;
+        }
+        let layout = plan(&t, [7; 16]).unwrap();
+        let img = layout.to_bytes(|_| &[]);
+        (img, levels)
+    }
+
+    #[test]
+    fn a_directory_dag_is_refused_not_walked() {
+        let (mut img, levels) = ladder();
+        let entries = Image::open(&img[..]).unwrap().walk().unwrap();
+        assert_eq!(entries.len(), 1 + 2 * 36);
+        let nid_of = |path: &str| {
+            entries
+                .iter()
+                .find(|e| e.path == path.as_bytes())
+                .unwrap()
+                .nid
+        };
+        // Rewire every `b` to its sibling `a`: 2^36 paths if walked.
+        let mut prefix = String::new();
+        for _ in &levels {
+            let a = nid_of(&format!("{prefix}a"));
+            let b = nid_of(&format!("{prefix}b"));
+            let (from, to) = (b.to_le_bytes(), a.to_le_bytes());
+            // Dirents start with the 8-byte nid; rewrite the one for `b`.
+            let at = img
+                .windows(8)
+                .enumerate()
+                .filter(|(i, w)| *w == from && i % 4 == 0 && !(1024..1024 + 128).contains(i))
+                .map(|(i, _)| i)
+                .find(|&i| {
+                    // nameoff (u16) then file type FT_DIR follow the nid.
+                    img[i + 10] == FT_DIR
+                })
+                .expect("the dirent of b");
+            img[at..at + 8].copy_from_slice(&to);
+            prefix.push_str("a/");
+        }
+        // The checksum covers block 0 from the superblock on, where inline
+        // directories may sit: a crafted image carries a valid one.
+        let sb = SUPERBLOCK_OFFSET as usize;
+        let mut check = img[sb..B as usize].to_vec();
+        check[4..8].fill(0);
+        let sum = superblock_checksum(&check);
+        img[sb + 4..sb + 8].copy_from_slice(&sum.to_le_bytes());
+        // Guarded: without the check this walk visits 2^36 paths, and the
+        // test must fail, not hang.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(Image::open(&img[..]).unwrap().walk().map(|e| e.len())));
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the walk of a crafted image ran for a minute");
+        let e = got.unwrap_err();
+        assert!(e.to_string().contains("reached twice"), "{e}");
     }
 }
