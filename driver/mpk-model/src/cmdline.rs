@@ -487,6 +487,8 @@ mod tests {
             format!("mpk.model={ID}:{root}__{u}"),
             format!("mpk.model={ID}:{root}_+4096_{u}"),
             format!("mpk.model={ID}:{root}_99999999999999999999999_{u}"),
+            // Below 2^64, but the .mpk it implies is not (it used to wrap).
+            format!("mpk.model={ID}:{root}_18446744073709547520_{u}"),
             format!("mpk.model={ID}:{root}_2142208_{}", u.to_uppercase()),
             format!("mpk.model={ID}:{root}_2142208_{}", u.replace('-', "")),
             format!("mpk.model=hf-internal-testing/tiny-random-GPT2Model:{root}_2142208_{u}"),
