@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result, bail};
 use mpk_model::Reference;
-use std::io::Read;
 
 /// A reference file holds one line of about 120 bytes; anything longer is
 /// not one (and is not read further, so `/dev/zero` cannot exhaust memory).
@@ -17,30 +16,14 @@ pub fn load(arg: &str) -> Result<Reference> {
     if let Ok(r) = arg.parse() {
         return Ok(r);
     }
-    let file = match std::fs::File::open(arg) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return arg.parse::<Reference>().with_context(|| {
-                format!("`{arg}` is neither a reference nor an existing .info file")
-            });
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read `{arg}`")),
-    };
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot stat `{arg}`"))?;
-    if !meta.is_file() {
-        bail!("`{arg}` is not a regular file (a reference or an .info file was expected)");
+    let path = std::path::Path::new(arg);
+    if !path.exists() {
+        return arg
+            .parse::<Reference>()
+            .with_context(|| format!("`{arg}` is neither a reference nor an existing .info file"));
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_REFERENCE_FILE + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read `{arg}`"))?;
-    if bytes.len() as u64 > MAX_REFERENCE_FILE {
-        bail!(
-            "`{arg}` is longer than {MAX_REFERENCE_FILE} bytes: not an .info file (which holds one reference of about 120 bytes)"
-        );
-    }
+    // Regular, bounded, and opened without blocking (a FIFO is refused).
+    let bytes = mpk_pack::input::read_regular("reference file", path, MAX_REFERENCE_FILE)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| anyhow::anyhow!("`{arg}` is not UTF-8 text (byte {})", e.valid_up_to()))?;
     let line = text.strip_suffix('\n').unwrap_or(text);
@@ -89,6 +72,11 @@ mod tests {
         assert!(e.contains("positive multiple of 4096"), "{e}");
         // Not a regular file.
         let e = format!("{:#}", load(dir.path().to_str().unwrap()).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        // A FIFO with no writer is refused at once, not waited on.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = format!("{:#}", load(fifo.to_str().unwrap()).unwrap_err());
         assert!(e.contains("not a regular file"), "{e}");
         let e = format!("{:#}", load("/dev/zero").unwrap_err());
         assert!(e.contains("not a regular file"), "{e}");

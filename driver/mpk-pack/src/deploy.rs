@@ -18,6 +18,8 @@ use mpk_model::{Identity, PackKind, Reference};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::input::{MAX_BOOT_INPUT, MAX_DOCUMENT, read_regular};
+
 #[derive(Deserialize)]
 struct ManifestFields {
     identity: String,
@@ -55,7 +57,7 @@ fn load_input(
         ),
         (None, None, None) => unreachable!("validated"),
     };
-    let data = read(name, &path)?;
+    let data = read_regular(name, &path, MAX_BOOT_INPUT)?;
     let got = sha256_hex(&data);
     ensure!(
         got == r.sha256,
@@ -93,15 +95,6 @@ pub struct DeploymentInputs {
     pub overrides: BTreeMap<String, PathBuf>,
 }
 
-/// Reads a whole input file (regular, bounded), naming it on error.
-fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
-    let max = match what {
-        "manifest" | "model reference" => crate::input::MAX_DOCUMENT,
-        _ => crate::input::MAX_BOOT_INPUT,
-    };
-    crate::input::read_regular(what, path, max)
-}
-
 /// Computes the deployment document of a model on a base image.
 pub fn deployment(a: &DeploymentInputs) -> Result<Deployment> {
     let image_path = a.base.join("image.json");
@@ -136,7 +129,7 @@ pub fn deployment(a: &DeploymentInputs) -> Result<Deployment> {
     let overrides = &a.overrides;
     let (identity, reference, manifest, model_info) = match &a.model {
         ModelInput::Manifest(m) => {
-            let text = read("manifest", m)?;
+            let text = read_regular("manifest", m, MAX_DOCUMENT)?;
             let f: ManifestFields = serde_json::from_slice(&text)
                 .with_context(|| format!("reading identity and reference from {}", m.display()))?;
             let reference = match f.encryption {
@@ -146,7 +139,7 @@ pub fn deployment(a: &DeploymentInputs) -> Result<Deployment> {
             (f.identity, reference, Some(sha256_hex(&text)), None)
         }
         ModelInput::Info { info, identity: id } => {
-            let text = read("model reference", info)?;
+            let text = read_regular("model reference", info, MAX_DOCUMENT)?;
             let s = String::from_utf8(text.clone())
                 .with_context(|| format!("{} is not UTF-8", info.display()))?;
             let s = s.strip_suffix('\n').unwrap_or(&s).to_string();

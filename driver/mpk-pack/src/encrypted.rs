@@ -52,9 +52,8 @@ pub(crate) fn pack_crypto(
     r: &Reference,
     identity: &Identity,
 ) -> Result<(SectorCipher, Layout, Reference)> {
-    let data_blocks = r.hash_offset / B;
-    let payload_len =
-        mpk_model::mpk_len(data_blocks).context("the image is too large for a .mpk")?;
+    // A parsed reference's length cannot overflow (checked when parsed).
+    let payload_len = r.mpk_len();
     let partuuid = identity.partition_uuid();
     let layout = Layout::new(payload_len, mpk_crypt::disk_guid(&r.root), partuuid)?;
     let cipher = SectorCipher::new(&key.derive(&r.root, &partuuid));

@@ -33,13 +33,13 @@ pub fn read_regular(what: &str, path: &Path, max: u64) -> Result<Vec<u8>> {
         .with_context(|| format!("reading {what} {}", path.display()))?;
     if !meta.is_file() {
         bail!(
-            "{what} {} is not a regular file (a FIFO, device or folder cannot be measured)",
+            "{what} {} is not a regular file (a FIFO, device or folder is not read)",
             path.display()
         );
     }
     if meta.len() > max {
         bail!(
-            "{what} {} is {} bytes; at most {max} are accepted",
+            "{what} {} is {} bytes, longer than {max} bytes (the most accepted)",
             path.display(),
             meta.len()
         );
@@ -68,7 +68,7 @@ mod tests {
         std::fs::write(&f, [7u8; 100]).unwrap();
         assert_eq!(read_regular("firmware", &f, 100).unwrap().len(), 100);
         let e = read_regular("firmware", &f, 99).unwrap_err().to_string();
-        assert!(e.contains("100 bytes; at most 99"), "{e}");
+        assert!(e.contains("is 100 bytes, longer than 99 bytes"), "{e}");
         // A FIFO with no writer: refused at once, not a hang.
         let fifo = dir.path().join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();

@@ -223,8 +223,7 @@ pub fn verify(
     let len = file.metadata()?.len();
     let data_blocks = r.hash_offset / B;
     let geometry = TreeGeometry::new(data_blocks)?;
-    let expected_len =
-        mpk_model::mpk_len(data_blocks).context("the image is too large for a .mpk")?;
+    let expected_len = r.mpk_len();
     if len < expected_len {
         return Err(Finding::error(format!(
             "`{image}` is {len} bytes but the reference needs {expected_len} (image {} + verity superblock 4096 + hash tree {}): the file is truncated",
