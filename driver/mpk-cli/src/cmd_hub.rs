@@ -120,6 +120,10 @@ pub struct ReproduceArgs {
     /// Print `{identity, computed, expected, match}` as JSON.
     #[arg(long)]
     pub json: bool,
+    /// With --dir: follow symlinks to any file, as `mpk pack
+    /// --allow-external-symlinks` does.
+    #[arg(long, requires = "dir")]
+    pub allow_external_symlinks: bool,
 }
 
 /// Arguments of `mpk identity`.
@@ -127,6 +131,10 @@ pub struct ReproduceArgs {
 pub struct IdentityArgs {
     /// The model folder (normalised as `mpk pack` does).
     pub dir: Utf8PathBuf,
+    /// Follow symlinks to any file, as `mpk pack --allow-external-symlinks`
+    /// does.
+    #[arg(long)]
+    pub allow_external_symlinks: bool,
 }
 
 /// Runs a Hub subcommand.
@@ -137,7 +145,8 @@ pub fn run(c: HubCommand) -> Result<()> {
         HubCommand::Build(a) => run_build(a),
         HubCommand::Reproduce(a) => run_reproduce(a),
         HubCommand::Identity(a) => {
-            outln!("{}", reproduce::content_revision(&a.dir)?);
+            let symlinks = crate::symlinks(a.allow_external_symlinks);
+            outln!("{}", reproduce::content_revision(&a.dir, symlinks)?);
             Ok(())
         }
     }
@@ -296,7 +305,8 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         };
         return verdict(&identity, &got, &expect, a.json);
     };
-    let got = reproduce::reproduce_dir(&dir, &identity, a.threads, &bars)?;
+    let symlinks = crate::symlinks(a.allow_external_symlinks);
+    let got = reproduce::reproduce_dir(&dir, symlinks, &identity, a.threads, &bars)?;
     verdict(&identity, &got, &expect, a.json)
 }
 

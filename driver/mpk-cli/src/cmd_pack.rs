@@ -5,7 +5,7 @@ use anyhow::Result;
 use camino::Utf8PathBuf;
 use clap::{Args, ValueEnum};
 use mpk_model::Identity;
-use mpk_pack::pack::PackOptions;
+use mpk_pack::pack::{PackInput, PackOptions};
 
 /// How the image is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,6 +53,11 @@ pub struct PackArgs {
     /// The master key for --encrypt (64 bytes, from `mpk keygen`).
     #[arg(long = "key-file", requires = "encrypt")]
     pub key_file: Option<Utf8PathBuf>,
+    /// Follow symlinks to any file on this machine. By default a symlink is
+    /// followed only when its target stays inside DIR (or, for a Hugging
+    /// Face snapshot folder, inside its repository's `blobs/`).
+    #[arg(long)]
+    pub allow_external_symlinks: bool,
 }
 
 impl From<BackendArg> for mpk_pack::pack::Backend {
@@ -73,7 +78,10 @@ pub fn run(a: PackArgs) -> Result<()> {
     };
     let report = mpk_pack::pack::pack(
         PackOptions {
-            dir: a.dir,
+            input: PackInput::Folder {
+                dir: a.dir,
+                symlinks: crate::symlinks(a.allow_external_symlinks),
+            },
             identity: a.identity,
             output: a.output,
             threads: a.threads,

@@ -93,6 +93,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[error("standard output was closed")]
 pub struct StdoutClosed;
 
+/// The symlink rule of a folder scan: contained unless
+/// `--allow-external-symlinks` was given.
+pub(crate) fn symlinks(allow_external: bool) -> mpk_pack::scan::Symlinks {
+    if allow_external {
+        mpk_pack::scan::Symlinks::Any
+    } else {
+        mpk_pack::scan::Symlinks::Contained
+    }
+}
+
 /// The error of a write to standard output: [`StdoutClosed`] for a closed
 /// pipe, else the I/O error with context.
 pub fn stdout_error(e: std::io::Error) -> anyhow::Error {

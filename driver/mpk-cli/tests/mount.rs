@@ -49,7 +49,12 @@ fn packed(seed: u64) -> Packed {
     write(&src.join(".cache/huggingface/x"), b"left out");
     let image = tmp.path().join("out/model.mpk");
     mkdir(image.parent().expect("parent"));
-    mpk_pack_ok(&src, &test_identity(seed), &image, &[]);
+    mpk_pack_ok(
+        &src,
+        &test_identity(seed),
+        &image,
+        &["--allow-external-symlinks"],
+    );
     Packed {
         _tmp: tmp,
         src,

@@ -441,6 +441,11 @@ fn threads_give_identical_output() {
 /// `mpk pack` of `raw` must equal the reference pipeline on `normalised`
 /// (built by hand); the harness's own staging of `raw` must agree too.
 fn assert_normalises_to(raw: &Path, normalised: &Path, identity: &str) {
+    assert_normalises_with(raw, normalised, identity, &[]);
+}
+
+/// [`assert_normalises_to`], with extra `mpk pack` arguments.
+fn assert_normalises_with(raw: &Path, normalised: &Path, identity: &str, extra: &[&str]) {
     let work = tempfile::tempdir().expect("tempdir");
     let by_hand = work.path().join("hand.mpk");
     let Some(reference) = tree::reference_pack_unstaged(normalised, identity, &by_hand) else {
@@ -457,7 +462,7 @@ fn assert_normalises_to(raw: &Path, normalised: &Path, identity: &str) {
 
     let out = work.path().join("mpk").join("model.mpk");
     fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
-    let stdout = mpk_pack_ok(raw, identity, &out, &[]);
+    let stdout = mpk_pack_ok(raw, identity, &out, extra);
     assert_eq!(stdout.trim_end(), reference);
     compare_files(&by_hand, &out, Some(h)).unwrap_or_else(|e| panic!("mpk pack: {e}"));
     assert_eq!(
@@ -590,7 +595,12 @@ fn all_normalisations_together() {
         }
     }
     set_mode(&outside, 0o640);
-    assert_normalises_to(&raw, &norm, &test_identity(205));
+    assert_normalises_with(
+        &raw,
+        &norm,
+        &test_identity(205),
+        &["--allow-external-symlinks"],
+    );
 }
 
 // ------------------------------------------------------------------- json --

@@ -153,6 +153,88 @@ fn symlink_to_directory_outside_refused() {
     assert_refused(&c.pack(), &["outside-dir-link"], &c.outdir, &[]);
 }
 
+/// Issue 15, case 7: a folder prepared by someone else must not pull a
+/// host file (a private key, say) into an image that is then published.
+#[test]
+fn symlink_to_file_outside_refused_unless_allowed() {
+    let c = Case::new();
+    let secret = c._tmp.path().join("id_ed25519");
+    write(&secret, b"-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    symlink(&secret, c.src.join("zzz/innocent.json")).expect("symlink");
+    let o = c.pack();
+    assert_refused(&o, &["innocent.json"], &c.outdir, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("id_ed25519") && stderr.contains("--allow-external-symlinks"),
+        "the refusal names the target and the flag:\n{stderr}"
+    );
+    // `mpk identity` and `mpk reproduce --dir` scan by the same rule.
+    let id = common::mpk()
+        .arg("identity")
+        .arg(&c.src)
+        .output()
+        .expect("run mpk identity");
+    assert_eq!(id.status.code(), Some(2), "{}", output_text(&id));
+    assert!(String::from_utf8_lossy(&id.stderr).contains("innocent.json"));
+    // With the flag, the file is packed.
+    let o = mpk_pack(
+        &c.src,
+        &test_identity(1),
+        &c.out(),
+        &["--allow-external-symlinks", "--json"],
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("zzz/innocent.json"));
+}
+
+#[test]
+fn symlink_chain_leaving_the_folder_refused() {
+    // The first hop stays inside; the last one does not.
+    let c = Case::new();
+    let outside = c._tmp.path().join("outside.bin");
+    write(&outside, b"outside");
+    symlink(&outside, c.src.join("c/hop")).expect("symlink");
+    symlink("../c/hop", c.src.join("zzz/chain")).expect("symlink");
+    assert_refused(&c.pack(), &["c/hop", "zzz/chain"], &c.outdir, &[]);
+}
+
+#[test]
+fn symlink_inside_the_folder_followed() {
+    let c = Case::new();
+    symlink("../b-weights.bin", c.src.join("zzz/alias.bin")).expect("symlink");
+    symlink(c.src.join("c/nested.bin"), c.src.join("zzz/absolute.bin")).expect("symlink");
+    let o = c.pack();
+    assert!(o.status.success(), "{}", output_text(&o));
+}
+
+#[test]
+fn snapshot_link_into_another_repos_blobs_refused() {
+    // A snapshot's links may reach its own repository's blobs/, not a
+    // neighbour's.
+    let t = tempfile::tempdir().expect("tempdir");
+    let rev = "0123456789abcdef0123456789abcdef01234567";
+    let ours = t.path().join("models--org--ours");
+    let theirs = t.path().join("models--org--theirs");
+    let snap = ours.join("snapshots").join(rev);
+    write(&ours.join("blobs/aaaa"), b"ours");
+    write(&theirs.join("blobs/bbbb"), b"theirs");
+    mkdir(&snap);
+    symlink("../../blobs/aaaa", snap.join("config.json")).expect("symlink");
+    let out = t.path().join("out");
+    mkdir(&out);
+    let o = mpk_pack(&snap, &test_identity(1), &out.join("ok.mpk"), &[]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    std::fs::remove_dir_all(&out).expect("rm");
+    mkdir(&out);
+    symlink(
+        "../../../models--org--theirs/blobs/bbbb",
+        snap.join("model.bin"),
+    )
+    .expect("symlink");
+    let o = mpk_pack(&snap, &test_identity(1), &out.join("bad.mpk"), &[]);
+    assert_refused(&o, &["model.bin"], &out, &[]);
+}
+
 #[test]
 fn symlink_to_fifo_refused() {
     let c = Case::new();

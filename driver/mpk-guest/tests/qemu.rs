@@ -266,7 +266,10 @@ fn setup() -> Result<Env, String> {
     };
     let report = mpk_pack::pack::pack(
         mpk_pack::pack::PackOptions {
-            dir: Utf8PathBuf::from(utf8(&model)?),
+            input: mpk_pack::pack::PackInput::Folder {
+                dir: Utf8PathBuf::from(utf8(&model)?),
+                symlinks: mpk_pack::scan::Symlinks::Contained,
+            },
             identity: IDENTITY.parse().map_err(|e| format!("{e}"))?,
             output: Utf8PathBuf::from(utf8(&good)?),
             threads: Some(1),

@@ -1,7 +1,7 @@
 //! `build`: a Hub model at a commit becomes `OUTDIR/<org>/<name>/<commit>.mpk`
 //! (or `.empk`), `.info`, `.manifest.json` and one deployment document per
 //! base image: lock (or load the lock) → fetch into the Hugging Face cache,
-//! verified → pack from a staging folder of links to the cached blobs,
+//! verified → pack the cached blobs in place (named by the lock),
 //! every file re-hashed against the lock in the same pass → manifest →
 //! deployments. All or nothing. (Feature `hub`.)
 
@@ -16,29 +16,7 @@ use mpk_hub::{HfCache, Hub, Lock};
 use mpk_model::Identity;
 use serde::Serialize;
 
-use crate::pack::{Backend, EncryptionReport, FileReport, PackOptions, SCHEMA};
-
-/// A folder of symlinks to the cached blobs of exactly the lock's files
-/// (the snapshot folder may hold more files of that commit).
-fn stage(cache: &HfCache, lock: &Lock) -> Result<tempfile::TempDir> {
-    let t = tempfile::Builder::new()
-        .prefix("mpk-stage.")
-        .tempdir()
-        .context("cannot create a staging folder")?;
-    let repo = lock.repo_id()?;
-    for f in &lock.files {
-        // Validated by `Lock::load`: relative, no `..`.
-        let link = t.path().join(&f.path);
-        if let Some(p) = link.parent() {
-            std::fs::create_dir_all(p)
-                .with_context(|| format!("cannot create `{}`", p.display()))?;
-        }
-        let blob = cache.blob_path(&repo, &Etag::parse(f.etag())?);
-        std::os::unix::fs::symlink(&blob, &link)
-            .with_context(|| format!("cannot link `{}`", link.display()))?;
-    }
-    Ok(t)
-}
+use crate::pack::{Backend, EncryptionReport, FileReport, PackInput, PackOptions, SCHEMA};
 
 /// Resolves the lock `build`/`reproduce` work from; without a lock file,
 /// locks now (writing to `cache` only when one is given).
@@ -168,7 +146,15 @@ pub fn build(
     if !a.force && manifest_path.exists() {
         bail!("`{manifest_path}` already exists; pass --force to replace it");
     }
-    let staging = stage(cache, &lock)?;
+    // Packed straight from the verified blobs, named by the lock: no
+    // folder of links whose targets a folder scan would have to trust.
+    let repo = lock.repo_id()?;
+    let blobs = lock
+        .files
+        .iter()
+        .map(|f| Ok(cache.blob_path(&repo, &Etag::parse(f.etag())?)))
+        .collect::<Result<Vec<_>>>()?;
+    let (files, _) = crate::reproduce::blob_scan(&lock, &blobs)?;
     let encrypt = a.key.is_some();
     // The single pass re-hashes every file; they must still be what the
     // lock (and so the Hub) says, or nothing is renamed into place.
@@ -178,8 +164,7 @@ pub fn build(
         .map(|f| (f.path.clone(), f.sha256.clone()))
         .collect();
     let options = PackOptions {
-        dir: Utf8PathBuf::from_path_buf(staging.path().to_owned())
-            .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary folder {}", p.display()))?,
+        input: PackInput::Files(files),
         identity,
         output: base.with_extension(if encrypt { "empk" } else { "mpk" }),
         threads: a.threads,

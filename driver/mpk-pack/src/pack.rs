@@ -30,10 +30,26 @@ pub enum Backend {
     Tools,
 }
 
+/// The files to pack.
+#[derive(Debug)]
+pub enum PackInput {
+    /// A model folder (e.g. a Hugging Face snapshot folder), scanned with
+    /// the given symlink rule.
+    Folder {
+        /// The folder.
+        dir: Utf8PathBuf,
+        /// Which symlinks are followed.
+        symlinks: scan::Symlinks,
+    },
+    /// Files already gathered (`mpk build`: a lock's verified cache blobs,
+    /// named by the lock, with no folder of links in between).
+    Files(scan::Scan),
+}
+
 /// What to pack and how.
 pub struct PackOptions {
-    /// The model folder (e.g. a Hugging Face snapshot folder).
-    pub dir: Utf8PathBuf,
+    /// The files.
+    pub input: PackInput,
     /// The model identity; salt and UUID derive from it.
     pub identity: Identity,
     /// Output file: `.mpk`, or `.empk` with `key`. `OUT.info` goes beside it.
@@ -122,7 +138,7 @@ pub struct EncryptionReport {
 /// the output paths on any failure.
 pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
     let PackOptions {
-        dir,
+        input,
         identity,
         output,
         threads,
@@ -145,9 +161,12 @@ pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
     let outputs = Outputs::new(&output, if key.is_some() { "empk" } else { "mpk" }, force)?;
     let uuid = identity.uuid();
     let salt = identity.salt();
-    let scan = scan::scan(dir.as_std_path())?;
+    let (scan, what) = match input {
+        PackInput::Folder { dir, symlinks } => (scan::scan(dir.as_std_path(), symlinks)?, dir),
+        PackInput::Files(scan) => (scan, Utf8PathBuf::from("the files")),
+    };
     let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
-        .with_context(|| format!("cannot lay out `{dir}`"))?;
+        .with_context(|| format!("cannot lay out `{what}`"))?;
     let threads = threads.unwrap_or(0);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -119,13 +119,44 @@ fn read_tail(scan: &Scan, layout: &Layout, id: NodeId, dst: &mut [u8]) -> Result
     }
 }
 
-/// File `id`'s tail, freshly read (empty when it has none).
-fn tail_of(scan: &Scan, layout: &Layout, id: NodeId) -> Result<Vec<u8>> {
-    let mut t = vec![0u8; layout.placement(id).tail_len as usize];
-    if !t.is_empty() {
-        read_tail(scan, layout, id, &mut t)?;
+/// SHA-256 of each tail read once so far, kept until its second read:
+/// a tail goes into the image (inline after its inode, or in a tail
+/// block) and into its file's SHA-256, in two reads at different times.
+/// The second read must give the bytes the first gave, or the file's
+/// SHA-256 would describe bytes the image does not hold. Comparing here
+/// catches what the stamp cannot: a Hub range that answers differently, a
+/// filesystem that does not move ctime. 32 bytes per file at most, like
+/// the rest of the per-file metadata; empty when file hashes are not asked
+/// for (then each tail is read once).
+type TailLedger = HashMap<NodeId, [u8; 32]>;
+
+/// Reads file `id`'s tail into `dst` (see [`read_tail`]) and, with a
+/// ledger, checks it against the other read of the same tail.
+fn read_tail_checked(
+    scan: &Scan,
+    layout: &Layout,
+    id: NodeId,
+    dst: &mut [u8],
+    ledger: Option<&mut TailLedger>,
+) -> Result<()> {
+    read_tail(scan, layout, id, dst)?;
+    if let Some(ledger) = ledger {
+        let digest: [u8; 32] = Sha256::digest(&*dst).into();
+        match ledger.remove(&id) {
+            None => {
+                ledger.insert(id, digest);
+            }
+            Some(first) if first != digest => bail!(
+                "`{}` changed while it was being packed: its last {} bytes (from offset {}) \
+                 read differently for the image and for its SHA-256; nothing was written",
+                scan.source(id).path.display(),
+                dst.len(),
+                layout.placement(id).full_blocks * B
+            ),
+            Some(_) => {}
+        }
     }
-    Ok(t)
+    Ok(())
 }
 
 /// File bytes inside a batch: where they came from, for cloning.
@@ -477,6 +508,7 @@ struct Producer<'a> {
     file: Option<(Input, Option<Sha256>)>,
     hash_files: bool,
     sha256: HashMap<NodeId, [u8; 32]>,
+    tails: TailLedger,
 }
 
 impl Producer<'_> {
@@ -494,11 +526,11 @@ impl Producer<'_> {
                 Extent::Meta { image_block, count } => {
                     let n = room.min(count - self.done);
                     for b in image_block + self.done..image_block + self.done + n {
-                        let blk =
-                            self.layout
-                                .meta_block(b, |node, dst: &mut [u8]| -> Result<()> {
-                                    read_tail(self.scan, self.layout, node, dst)
-                                })?;
+                        let mut ledger = self.hash_files.then_some(&mut self.tails);
+                        let (scan, layout) = (self.scan, self.layout);
+                        let blk = layout.meta_block(b, |node, dst: &mut [u8]| -> Result<()> {
+                            read_tail_checked(scan, layout, node, dst, ledger.as_deref_mut())
+                        })?;
                         buf.grow(B as usize).copy_from_slice(&blk);
                     }
                     self.advance(n, count);
@@ -536,7 +568,12 @@ impl Producer<'_> {
                         let (f, h) = self.file.take().expect("opened");
                         f.check_unchanged(src)?;
                         if let Some(mut h) = h {
-                            h.update(tail_of(self.scan, self.layout, node)?);
+                            let mut t = vec![0u8; self.layout.placement(node).tail_len as usize];
+                            if !t.is_empty() {
+                                let ledger = Some(&mut self.tails);
+                                read_tail_checked(self.scan, self.layout, node, &mut t, ledger)?;
+                            }
+                            h.update(&t);
                             self.sha256.insert(node, h.finalize().into());
                         }
                     }
@@ -612,6 +649,7 @@ pub fn pack_into(
         file: None,
         hash_files,
         sha256: HashMap::new(),
+        tails: TailLedger::new(),
     };
     let clone = encrypt.is_none() && out.is_some_and(reflinks);
     let direct = out.is_some_and(|f| !clone && on_disk(f));
@@ -669,7 +707,7 @@ pub fn pack_into(
     let flush_file = out.filter(|_| !clone);
     let write_rx = std::sync::Mutex::new(write_rx);
     let write_rx = &write_rx;
-    let (result, written, mut sha256, flushed) = std::thread::scope(|sc| {
+    let (result, written, (mut sha256, mut tails), flushed) = std::thread::scope(|sc| {
         let flusher = sc.spawn(move || -> std::io::Result<()> {
             let mut first_err = None;
             while flush_rx.recv().is_ok() {
@@ -694,7 +732,7 @@ pub fn pack_into(
                     }
                 }
             }
-            producer.sha256
+            (producer.sha256, producer.tails)
         });
         let writing: Vec<_> = writers
             .into_iter()
@@ -816,15 +854,31 @@ pub fn pack_into(
         f.set_len(image_len(blocks)?)
             .context("cannot size the output")?;
     }
-    // Files without full blocks were never streamed: hash their tails.
+    // Files without full blocks were never streamed: each is its tail, and
+    // its SHA-256 is the digest of the one read that went into the image
+    // (an empty file has no tail to read).
     for i in 0..scan.tree.len() {
         let id = NodeId(i);
         if hash_files
             && matches!(scan.tree.node(id).kind, NodeKind::File { .. })
             && !sha256.contains_key(&id)
         {
-            sha256.insert(id, Sha256::digest(tail_of(scan, layout, id)?).into());
+            let digest = match tails.remove(&id) {
+                Some(d) => d,
+                None if layout.placement(id).tail_len == 0 => Sha256::digest([]).into(),
+                None => bail!(
+                    "internal error: the tail of `{}` was never read",
+                    scan.tree.path(id)
+                ),
+            };
+            sha256.insert(id, digest);
         }
+    }
+    if let Some(id) = tails.keys().next() {
+        bail!(
+            "internal error: the tail of `{}` was read only once",
+            scan.tree.path(*id)
+        );
     }
     Ok(Packed {
         root,

@@ -17,8 +17,8 @@ use crate::{Finding, Progress, scan};
 /// every regular file, sorted by path bytes; paths are `/`-separated and
 /// relative, after `mpk pack`'s normalisation (top-level `.cache` left
 /// out, symlinks followed), sizes decimal, hashes lowercase hex.
-pub fn content_revision(dir: &Utf8Path) -> Result<String> {
-    let scan = scan::scan(dir.as_std_path())?;
+pub fn content_revision(dir: &Utf8Path, symlinks: scan::Symlinks) -> Result<String> {
+    let scan = scan::scan(dir.as_std_path(), symlinks)?;
     let sums = crate::hashing::file_sha256s(&scan)?;
     let mut files: Vec<(String, u64, String)> = (0..scan.tree.len())
         .map(NodeId)
@@ -89,11 +89,12 @@ impl Comparison {
 /// writing anything.
 pub fn reproduce_dir(
     dir: &std::path::Path,
+    symlinks: scan::Symlinks,
     identity: &Identity,
     threads: Option<usize>,
     progress: &dyn Progress,
 ) -> Result<Reference> {
-    let scan = scan::scan(dir)?;
+    let scan = scan::scan(dir, symlinks)?;
     reproduce_scan(&scan, identity, threads, progress, false)
         .with_context(|| format!("cannot reproduce `{}`", dir.display()))
         .map(|(r, _)| r)
@@ -225,7 +226,7 @@ mod from_hub {
             Ok(scan::Source {
                 path: f.path.clone().into(),
                 size: f.size,
-                stamp: (0, 0, 0, 0),
+                stamp: scan::Stamp::default(),
                 remote: Some(std::sync::Arc::new(HubRemote(remote))),
             })
         })
@@ -242,11 +243,23 @@ mod from_hub {
     ) -> Result<Reference> {
         let blobs = verify_cached(cache, lock)
             .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
-        let (scan, index) = lock_scan(lock, |i, f| {
+        let (scan, index) = blob_scan(lock, &blobs)?;
+        check_scan(&scan, &index, lock, identity, threads, progress)
+    }
+
+    /// The tree of `lock`'s files read in place from `blobs` (one verified
+    /// cache blob per locked file, in the lock's order); with, per node,
+    /// the index of its file in the lock. No symlink rule applies: the
+    /// paths come from the cache's own naming, not from a folder.
+    pub(crate) fn blob_scan(
+        lock: &Lock,
+        blobs: &[std::path::PathBuf],
+    ) -> Result<(scan::Scan, Vec<Option<usize>>)> {
+        lock_scan(lock, |i, f| {
             let blob = &blobs[i];
             let m = std::fs::metadata(blob)
                 .with_context(|| format!("cannot read `{}`", blob.display()))?;
-            if m.len() != f.size {
+            if !m.is_file() || m.len() != f.size {
                 bail!("`{}` changed after its verification", blob.display());
             }
             Ok(scan::Source {
@@ -255,8 +268,7 @@ mod from_hub {
                 stamp: scan::Source::stamp_of(&m),
                 remote: None,
             })
-        })?;
-        check_scan(&scan, &index, lock, identity, threads, progress)
+        })
     }
 
     /// The reference of `lock`'s files, streamed from the Hub and never
@@ -302,5 +314,7 @@ mod from_hub {
     }
 }
 
+#[cfg(feature = "hub")]
+pub(crate) use from_hub::blob_scan;
 #[cfg(feature = "hub")]
 pub use from_hub::{reproduce_cached, reproduce_remote};

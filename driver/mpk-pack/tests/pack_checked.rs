@@ -5,7 +5,8 @@
 //! without writing anything.
 
 use camino::Utf8PathBuf;
-use mpk_pack::pack::{Backend, PackOptions, PackReport, pack};
+use mpk_pack::pack::{Backend, PackInput, PackOptions, PackReport, pack};
+use mpk_pack::scan::Symlinks;
 use mpk_pack::{Finding, Silent};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -20,7 +21,10 @@ struct Args {
 fn run(a: &Args, expected: Option<&BTreeMap<String, String>>) -> anyhow::Result<PackReport> {
     pack(
         PackOptions {
-            dir: a.dir.clone(),
+            input: PackInput::Folder {
+                dir: a.dir.clone(),
+                symlinks: Symlinks::Contained,
+            },
             identity: ID.parse().unwrap(),
             output: a.output.clone(),
             threads: Some(2),
@@ -145,8 +149,14 @@ fn what_pack_writes_verify_accepts_and_a_flip_is_a_finding() {
     assert!(!v.decrypted);
     // Reproduced from the folder without writing anything: the same
     // reference, and a comparison that says so.
-    let again =
-        mpk_pack::reproduce::reproduce_dir(args.dir.as_std_path(), &id, Some(2), &Silent).unwrap();
+    let again = mpk_pack::reproduce::reproduce_dir(
+        args.dir.as_std_path(),
+        Symlinks::Contained,
+        &id,
+        Some(2),
+        &Silent,
+    )
+    .unwrap();
     assert_eq!(again, r);
     let c = mpk_pack::reproduce::Comparison::new(&id, again, r);
     assert!(c.matches() && c.check().is_ok());
