@@ -23,10 +23,16 @@ pub trait Source {
 
 impl Source for &[u8] {
     fn block(&mut self, n: u64) -> Result<Vec<u8>, String> {
-        let start = usize::try_from(n * B).map_err(|e| e.to_string())?;
-        self.get(start..start + B as usize)
+        let past = || format!("block {n} is past the end of the image");
+        let start = n
+            .checked_mul(B)
+            .and_then(|s| usize::try_from(s).ok())
+            .ok_or_else(past)?;
+        start
+            .checked_add(B as usize)
+            .and_then(|end| self.get(start..end))
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| format!("block {n} is past the end of the image"))
+            .ok_or_else(past)
     }
 }
 
@@ -360,5 +366,17 @@ mod tests {
             .expect("the walk of a crafted image ran for a minute");
         let e = got.unwrap_err();
         assert!(e.to_string().contains("reached twice"), "{e}");
+    }
+
+    /// Found by the robustness suite: a block number near 2^52 or above
+    /// overflowed the byte-slice source's range instead of being refused.
+    #[test]
+    fn a_block_past_any_image_is_an_error() {
+        let img = vec![0u8; 8192];
+        let mut src: &[u8] = &img;
+        assert!(src.block(1).is_ok());
+        for n in [2, 1 << 52, (u64::MAX / B) - 1, u64::MAX / B, u64::MAX] {
+            assert!(src.block(n).is_err(), "block {n}");
+        }
     }
 }

@@ -210,13 +210,17 @@ impl Tag {
 type DisksByTag = BTreeMap<Tag, Vec<Disk>>;
 
 /// Most GPT entry bytes read per disk (the usual array is 16 KiB).
-const GPT_ENTRIES_MAX: u64 = 1 << 20;
+pub const GPT_ENTRIES_MAX: u64 = 1 << 20;
 
 /// The unique GUIDs of the used entries of the GPT whose primary header is
 /// in `head[512..1024]` (LBA 1 of 512-byte sectors), reading the entry
-/// array from `f`. Untrusted and unchecked (no CRC): only for choosing the
+/// array with `read_at(buf, byte offset)` (at most [`GPT_ENTRIES_MAX`]
+/// bytes, once). Untrusted and unchecked (no CRC): only for choosing the
 /// disk. GUIDs are stored mixed-endian, as `mpk_crypt::gpt` writes them.
-fn gpt_partitions(f: &File, head: &[u8; 2048]) -> Vec<uuid::Uuid> {
+pub fn gpt_partitions(
+    head: &[u8; 2048],
+    read_at: impl FnOnce(&mut [u8], u64) -> io::Result<()>,
+) -> Vec<uuid::Uuid> {
     let h = &head[512..1024];
     if &h[..8] != b"EFI PART" {
         return Vec::new();
@@ -231,7 +235,7 @@ fn gpt_partitions(f: &File, head: &[u8; 2048]) -> Vec<uuid::Uuid> {
         return Vec::new();
     };
     let mut entries = vec![0u8; (count * size) as usize];
-    if f.read_exact_at(&mut entries, at).is_err() {
+    if read_at(&mut entries, at).is_err() {
         return Vec::new();
     }
     entries
@@ -278,7 +282,7 @@ fn scan_disks() -> io::Result<(Vec<String>, DisksByTag)> {
             dev,
             bytes: sectors * 512,
         };
-        let mut tags: Vec<Tag> = gpt_partitions(&f, &head)
+        let mut tags: Vec<Tag> = gpt_partitions(&head, |buf, at| f.read_exact_at(buf, at))
             .into_iter()
             .map(Tag::Partition)
             .collect();
@@ -652,13 +656,30 @@ mod tests {
         let mut tmp = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut tmp, &layout.head()).unwrap();
         let head: [u8; 2048] = layout.head()[..2048].try_into().unwrap();
-        assert_eq!(gpt_partitions(&tmp, &head), vec![part]);
+        assert_eq!(
+            gpt_partitions(&head, |b, at| tmp.read_exact_at(b, at)),
+            vec![part]
+        );
         // Not a GPT, absurd entry sizes, an array past the end: nothing.
-        assert!(gpt_partitions(&tmp, &[0; 2048]).is_empty());
-        assert!(gpt_partitions(&tmp, &head_with_gpt(2, 128, 64)).is_empty());
-        assert!(gpt_partitions(&tmp, &head_with_gpt(2, u32::MAX, 128)).is_empty());
-        assert!(gpt_partitions(&tmp, &head_with_gpt(u64::MAX, 128, 128)).is_empty());
-        assert!(gpt_partitions(&tmp, &head_with_gpt(1 << 40, 128, 128)).is_empty());
+        assert!(gpt_partitions(&[0; 2048], |b, at| tmp.read_exact_at(b, at)).is_empty());
+        assert!(
+            gpt_partitions(&head_with_gpt(2, 128, 64), |b, at| tmp.read_exact_at(b, at)).is_empty()
+        );
+        assert!(
+            gpt_partitions(&head_with_gpt(2, u32::MAX, 128), |b, at| tmp
+                .read_exact_at(b, at))
+            .is_empty()
+        );
+        assert!(
+            gpt_partitions(&head_with_gpt(u64::MAX, 128, 128), |b, at| tmp
+                .read_exact_at(b, at))
+            .is_empty()
+        );
+        assert!(
+            gpt_partitions(&head_with_gpt(1 << 40, 128, 128), |b, at| tmp
+                .read_exact_at(b, at))
+            .is_empty()
+        );
     }
 
     #[test]

@@ -187,3 +187,37 @@ fn vcpu_counts_past_kvms_limit_are_refused() {
         assert_eq!(launch(&fw, false, n), Err(SnpError::TooManyVcpus(n)));
     }
 }
+
+/// Sections reaching past 4 GiB, or adding up to more, are refused before
+/// any page is measured (each page is one digest step: a few hundred
+/// 4 GiB sections would
+/// run for minutes).
+#[test]
+fn sections_past_4_gib_are_refused() {
+    use firmware::SEC_MEM;
+    let mut s = good();
+    s.sections
+        .as_mut()
+        .unwrap()
+        .push((0xFFFF_F000, 0x2000, SEC_MEM));
+    assert!(matches!(
+        launch(&firmware::build(&s), false, 1),
+        Err(SnpError::SectionOutOfRange {
+            gpa: 0xFFFF_F000,
+            ..
+        })
+    ));
+    // Each below 4 GiB, but 120 of them add up to far more.
+    let mut s = good();
+    let many = s.sections.as_mut().unwrap();
+    for _ in 0..120 {
+        many.push((0, 0xFFFF_F000, SEC_MEM));
+    }
+    let fw = firmware::build(&s);
+    let t = std::time::Instant::now();
+    assert!(matches!(
+        launch(&fw, false, 1),
+        Err(SnpError::SectionOutOfRange { .. })
+    ));
+    eprintln!("refused in {:?}", t.elapsed());
+}

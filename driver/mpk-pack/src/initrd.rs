@@ -45,15 +45,11 @@ pub fn check_init(path: &Utf8Path, b: &[u8]) -> Result<()> {
     if !b.starts_with(b"\x7fELF") {
         return Ok(());
     }
-    let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
-    let u32_at = |o: usize| {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let u64_at = |o: usize| {
-        b.get(o..o + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
-    };
+    // Offsets come from the file: a range that does not fit is `None`.
+    let at = |o: usize, n: usize| o.checked_add(n).and_then(|end| b.get(o..end));
+    let u16_at = |o: usize| at(o, 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
+    let u32_at = |o: usize| at(o, 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let u64_at = |o: usize| at(o, 8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")));
     ensure!(
         b.len() >= 64 && b[4] == 2 && b[5] == 1 && u16_at(0x12) == Some(EM_X86_64),
         "the init `{path}` is not a 64-bit x86-64 ELF executable"
@@ -143,4 +139,34 @@ pub fn build(a: &InitrdOptions) -> Result<Vec<u8>> {
             .with_context(|| format!("--file `{f}`"))?;
     }
     Ok(initrd.to_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the robustness suite: a program-header offset near 2^64
+    /// overflowed the bounds check instead of being refused.
+    #[test]
+    fn program_headers_past_the_end_are_refused() {
+        let mut b = vec![0u8; 120];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x12] = 62;
+        b[0x36] = 56;
+        b[0x38] = 2;
+        for phoff in [u64::MAX, u64::MAX - 1, 1 << 40, 100] {
+            b[0x20..0x28].copy_from_slice(&phoff.to_le_bytes());
+            let e = check_init(Utf8Path::new("init"), &b).unwrap_err();
+            assert!(e.to_string().contains("truncated"), "{phoff:#x}: {e}");
+        }
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        assert!(
+            check_init(Utf8Path::new("init"), &b).is_err(),
+            "56 × 2 > 56"
+        );
+        b[0x38] = 1;
+        check_init(Utf8Path::new("init"), &b).unwrap();
+    }
 }

@@ -176,6 +176,21 @@ pub enum SnpError {
         /// Its size.
         size: u32,
     },
+    /// A section reaches past 4 GiB (SEV metadata addresses are 32-bit), or
+    /// the sections add up to more than the 4 GiB they must fit in: every
+    /// page is one step of the digest, so this bounds the work a crafted
+    /// firmware can ask for.
+    #[error(
+        "SEV metadata section {index} (gpa {gpa:#x}, {size:#x} bytes) reaches past 4 GiB, or the sections add up to more than 4 GiB"
+    )]
+    SectionOutOfRange {
+        /// Index of the section.
+        index: usize,
+        /// Its guest-physical address.
+        gpa: u32,
+        /// Its size.
+        size: u32,
+    },
     /// A kernel was given, but the firmware cannot measure one.
     #[error(
         "a kernel was given but the firmware's SEV metadata has no SNP_KERNEL_HASHES section (type 0x10); use an AmdSev OVMF build"
@@ -245,6 +260,17 @@ pub fn launch_digest(p: &SnpLaunch<'_>) -> Result<LaunchDigest, SnpError> {
         }
         Ok(u64::from(s.size))
     };
+    let mut total = 0u64;
+    for (index, s) in sections.iter().enumerate() {
+        total += u64::from(s.size);
+        if u64::from(s.gpa) + u64::from(s.size) > 1 << 32 || total > 1 << 32 {
+            return Err(SnpError::SectionOutOfRange {
+                index,
+                gpa: s.gpa,
+                size: s.size,
+            });
+        }
+    }
     for (index, s) in sections.iter().enumerate() {
         let gpa = u64::from(s.gpa);
         match s.section_type {

@@ -50,6 +50,17 @@ pub const ATTR_PAGE_AUG: u32 = 1 << 1;
 
 const PAGE: u64 = 4096;
 
+/// Where every section's memory must end: TDVF lays out its firmware
+/// volumes below 4 GiB and its TD HOB and temporary memory in low RAM
+/// (TDX Virtual Firmware Design Guide, "TDVF memory layout"). Each page
+/// is one step of MRTD, so this (and the same bound on the sum of the
+/// sections) also bounds the work a crafted firmware can ask for: at most
+/// 2^20 pages. Sections extended into MRTD (all of their memory, 16
+/// hashes per page) must add up to at most the firmware's length: what is
+/// extended is firmware content (the boot firmware volume), and the work
+/// stays proportional to the file.
+const MEMORY_END: u64 = 1 << 32;
+
 /// Type of a TDVF section.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TdvfSectionType {
@@ -126,6 +137,7 @@ pub fn tdvf_sections(firmware: &[u8]) -> Result<Vec<TdvfSection>, TdxError> {
     let need = need
         .filter(|&need| need <= h.length.get() as usize && start + need <= firmware.len())
         .ok_or_else(truncated)?;
+    let (mut total, mut extended) = (0u64, 0u64);
     firmware[start + size_of::<DescriptorHeader>()..start + need]
         .chunks_exact(size_of::<RawSection>())
         .enumerate()
@@ -151,6 +163,10 @@ pub fn tdvf_sections(firmware: &[u8]) -> Result<Vec<TdvfSection>, TdxError> {
                 section_type,
                 attributes: s.attributes.get(),
             };
+            total = total.saturating_add(sec.memory_data_size);
+            if sec.attributes & ATTR_MR_EXTEND != 0 {
+                extended = extended.saturating_add(sec.memory_data_size);
+            }
             let why = if !sec.memory_address.is_multiple_of(PAGE) {
                 Some("memory address is not page aligned")
             } else if !sec.memory_data_size.is_multiple_of(PAGE) {
@@ -161,6 +177,16 @@ pub fn tdvf_sections(firmware: &[u8]) -> Result<Vec<TdvfSection>, TdxError> {
                 > firmware.len() as u64
             {
                 Some("raw data extends beyond the end of the file")
+            } else if sec
+                .memory_address
+                .checked_add(sec.memory_data_size)
+                .is_none_or(|end| end > MEMORY_END)
+            {
+                Some("memory reaches past 4 GiB")
+            } else if total > MEMORY_END {
+                Some("the sections add up to more than 4 GiB of memory")
+            } else if extended > firmware.len() as u64 {
+                Some("the measured (MR.EXTEND) sections add up to more memory than the firmware has bytes")
             } else {
                 None
             };
