@@ -268,6 +268,7 @@ fn setup() -> Result<Env, String> {
         mpk_pack::pack::PackOptions {
             dir: Utf8PathBuf::from(utf8(&model)?),
             identity: IDENTITY.parse().map_err(|e| format!("{e}"))?,
+            schema: Default::default(),
             output: Utf8PathBuf::from(utf8(&good)?),
             threads: Some(1),
             force: true,

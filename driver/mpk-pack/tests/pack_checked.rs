@@ -22,6 +22,7 @@ fn run(a: &Args, expected: Option<&BTreeMap<String, String>>) -> anyhow::Result<
         PackOptions {
             dir: a.dir.clone(),
             identity: ID.parse().unwrap(),
+            schema: Default::default(),
             output: a.output.clone(),
             threads: Some(2),
             force: false,
@@ -145,8 +146,17 @@ fn what_pack_writes_verify_accepts_and_a_flip_is_a_finding() {
     assert!(!v.decrypted);
     // Reproduced from the folder without writing anything: the same
     // reference, and a comparison that says so.
-    let again =
-        mpk_pack::reproduce::reproduce_dir(args.dir.as_std_path(), &id, Some(2), &Silent).unwrap();
+    let again = mpk_pack::reproduce::reproduce_dir(
+        args.dir.as_std_path(),
+        &id,
+        Default::default(),
+        &r,
+        Some(2),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(again.schema, mpk_pack::Schema::ModelwrapV1);
+    let again = again.reference;
     assert_eq!(again, r);
     let c = mpk_pack::reproduce::Comparison::new(&id, again, r);
     assert!(c.matches() && c.check().is_ok());
