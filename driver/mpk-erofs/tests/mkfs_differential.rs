@@ -556,3 +556,39 @@ fn sparse_files_over_4gib_match_mkfs_erofs_186() {
     let Some(tool) = mkfs186() else { return };
     check_sparse(&tool, &[4040]);
 }
+
+/// 100,000 small files (every tail inline) in 100 folders.
+fn hundred_thousand() -> Gen {
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let mut r = StdRng::seed_from_u64(100_000);
+    for d in 0..100u64 {
+        let dir = g
+            .tree
+            .add_dir(Tree::ROOT, format!("shard-{d:03}").as_bytes(), 0o755)
+            .unwrap();
+        for i in 0..1000u64 {
+            let sz = r.gen_range(0..300);
+            let f = g
+                .tree
+                .add_file(dir, format!("f{i:04}.bin").as_bytes(), 0o644, sz)
+                .unwrap();
+            g.contents.insert(f.0, content(d * 1000 + i, sz));
+        }
+    }
+    g
+}
+
+#[test]
+fn hundred_thousand_files_match_mkfs_erofs_15() {
+    let Some(tool) = mkfs15() else { return };
+    check(5000, &hundred_thousand(), &tool);
+}
+
+#[test]
+fn hundred_thousand_files_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    check(5000, &hundred_thousand(), &tool);
+}
