@@ -47,8 +47,10 @@
       );
 
       # lib.mkModelPack { lock, name ? null, endpoint ? …, fetchurlArgs ? { },
-      #   threads ? null, bases ? [ ], pkgs ? <this flake's nixpkgs>, mpk ? <this mpk> }
-      # (bases: mkVmImage outputs; one deployment.json per base image)
+      #   threads ? null, bases ? [ ], schema ? "modelwrap-v1",
+      #   pkgs ? <this flake's nixpkgs>, mpk ? <this mpk> }
+      # (bases: mkVmImage outputs; one deployment.json per base image;
+      # schema: modelwrap-v1 or modelwrap-v2, README "Schemas")
       mkModelPack =
         {
           lock,
@@ -61,7 +63,9 @@
         );
 
       # packages.model-<short> for every models/<short>.lock.json, with the
-      # deployment document of every Nix base image.
+      # deployment document of every Nix base image, packed with the schema
+      # named in models/<short>.schema beside the lock (one line,
+      # modelwrap-v1 or modelwrap-v2; no file: modelwrap-v1).
       lockFiles = pkgs.lib.filterAttrs (
         n: t: t == "regular" && pkgs.lib.hasSuffix ".lock.json" n
       ) (builtins.readDir ./models);
@@ -74,6 +78,14 @@
           lock = ./models + "/${n}";
           name = "model-${short}";
           bases = builtins.attrValues vmImages;
+          schema =
+            let
+              f = ./models + "/${short}.schema";
+            in
+            if builtins.pathExists f then
+              builtins.replaceStrings [ "\n" ] [ "" ] (builtins.readFile f)
+            else
+              "modelwrap-v1";
         })
       ) lockFiles;
     in
@@ -88,6 +100,7 @@
           mpk-init = mpkInit;
           default = mpk;
           erofs-utils-1_5 = tools.erofs-utils;
+          erofs-utils-1_8_6 = tools.erofs-utils-186;
           cryptsetup-2_6_1 = tools.cryptsetup;
         };
 
@@ -106,13 +119,13 @@
       checks.${system} = pkgs.lib.filterAttrs (_: pkgs.lib.isDerivation) (
         pkgs.callPackage ./nix/checks.nix {
           inherit mpk;
-          inherit (tools) erofs-utils cryptsetup;
+          inherit (tools) erofs-utils erofs-utils-186 cryptsetup;
         }
       );
 
       devShells.${system}.default = pkgs.callPackage ./nix/devshell.nix {
         inherit mpk;
-        inherit (tools) erofs-utils cryptsetup;
+        inherit (tools) erofs-utils erofs-utils-186 cryptsetup;
       };
 
       formatter.${system} = pkgs.nixfmt;

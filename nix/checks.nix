@@ -11,6 +11,7 @@
   python3,
   mpk,
   erofs-utils,
+  erofs-utils-186,
   cryptsetup,
 }:
 let
@@ -57,7 +58,9 @@ in
 
   # The pinned erofs-utils 1.5 + cryptsetup 2.6.1 pipeline (via
   # `mpk pack --backend tools`, which refuses any other versions) and mpk's
-  # native writer pack the same fixture to the same bytes and reference.
+  # native writer pack the same fixture to the same bytes and reference;
+  # and the same for modelwrap-v2 with the pinned erofs-utils 1.8.6 (found
+  # through MPK_MKFS_EROFS_186: both erofs-utils install mkfs.erofs).
   reference-tools =
     runCommand "mpk-check-reference-tools"
       {
@@ -81,7 +84,14 @@ in
         cmp native.mpk tools.mpk
         cmp native.info tools.info
         mpk verify native.mpk --ref native.info --identity "$id"
+        export MPK_MKFS_EROFS_186=${erofs-utils-186}/bin/mkfs.erofs
+        mpk pack "$m" --identity "$id" -o native2.mpk --schema modelwrap-v2
+        mpk pack "$m" --identity "$id" -o tools2.mpk --schema modelwrap-v2 --backend tools
+        cmp native2.mpk tools2.mpk
+        cmp native2.info tools2.info
+        mpk verify native2.mpk --ref native2.info --identity "$id"
         mkdir -p $out
         cp native.info $out/fixture.info
+        cp native2.info $out/fixture-v2.info
       '';
 }

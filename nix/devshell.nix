@@ -17,6 +17,7 @@
   actionlint,
   mpk,
   erofs-utils,
+  erofs-utils-186,
   cryptsetup,
 }:
 mkShell {
@@ -36,5 +37,8 @@ mkShell {
     nix # driver/mpk-cli/tests/nix_flake.rs, with MPK_NIX=$(command -v nix) (>= 2.26)
     actionlint
   ];
+  # mkfs.erofs 1.8.6 (schema modelwrap-v2) beside 1.5 on PATH: the tests and
+  # `--backend tools` find it here.
+  MPK_MKFS_EROFS_186 = "${erofs-utils-186}/bin/mkfs.erofs";
   shellHook = "unset SOURCE_DATE_EPOCH";
 }

@@ -57,6 +57,8 @@ in
   threads ? null,
   # Base images (lib.mkVmImage outputs, each with passthru.baseName).
   bases ? [ ],
+  # The schema (README, "Schemas"): which mkfs.erofs the image matches.
+  schema ? "modelwrap-v1",
 }:
 let
   l = builtins.fromJSON (builtins.readFile lock);
@@ -124,12 +126,13 @@ let
   );
 in
 assert l.version == 1;
+assert builtins.elem schema [ "modelwrap-v1" "modelwrap-v2" ];
 assert builtins.all (f: f.sha256 == (f.lfs_sha256 or f.sha256)) l.files;
 runCommand (if name != null then name else "model-${short}")
   {
     nativeBuildInputs = [ mpk ];
     passthru = {
-      inherit files repo commit;
+      inherit files repo commit schema;
       identity = l.identity;
       lockFile = lock;
       inherit bases;
@@ -142,7 +145,7 @@ runCommand (if name != null then name else "model-${short}")
     export HF_HUB_CACHE="$PWD/cache" HF_HUB_OFFLINE=1 HOME="$PWD"
     unset HF_HOME HF_TOKEN HF_ENDPOINT
     ${linkBases}
-    mpk build ${repo} --lock ${lock} -o built --quiet ${if threads != null then "--threads ${toString threads}" else ""} \
+    mpk build ${repo} --lock ${lock} -o built --quiet --schema ${schema} ${if threads != null then "--threads ${toString threads}" else ""} \
       ${builtins.concatStringsSep " " (map (n: "--base bases/${n}") baseNames)}
     mkdir -p $out
     for ext in mpk info manifest.json ${builtins.concatStringsSep " " (map (n: "${n}.deployment.json") baseNames)}; do

@@ -1,9 +1,12 @@
-# The reference tools the `modelwrap-v1` schema is defined by, pinned to the
-# exact versions (what `mpk pack --backend tools` accepts): erofs-utils 1.5
-# and cryptsetup 2.6.1, built from the original source tarballs. The pins
-# (SRI `hash`, the hex sha256 beside each) are the ones Debian bookworm's
-# .dsc files record for these .orig.tar.gz files (erofs-utils_1.5-1.dsc, cryptsetup_2.6.1-4~deb12u2.dsc),
-# so the URLs are Debian's pool copies of the upstream tarballs.
+# The reference tools the schemas are defined by, pinned to the exact
+# versions (what `mpk pack --backend tools` accepts): erofs-utils 1.5
+# (`modelwrap-v1`), erofs-utils 1.8.6 (`modelwrap-v2`) and cryptsetup 2.6.1
+# (both; Modelwrap's schema-2 image has 2.7.5, whose verity output is the
+# same), built from the original source tarballs. The pins (SRI `hash`, the
+# hex sha256 beside each) are the ones Debian's .dsc files record for these
+# .orig.tar.gz files (bookworm's erofs-utils_1.5-1.dsc,
+# cryptsetup_2.6.1-4~deb12u2.dsc; trixie's erofs-utils_1.8.6-1.dsc), so the
+# URLs are Debian's pool copies of the upstream tarballs.
 {
   lib,
   stdenv,
@@ -33,6 +36,27 @@
     configureFlags = [ "--disable-fuse" "--without-selinux" ];
     meta = {
       description = "erofs-utils 1.5 (the mkfs.erofs the modelwrap-v1 layout is defined by)";
+      license = lib.licenses.gpl2Plus;
+      platforms = [ "x86_64-linux" ];
+      mainProgram = "mkfs.erofs";
+    };
+  };
+
+  erofs-utils-186 = stdenv.mkDerivation {
+    pname = "erofs-utils";
+    version = "1.8.6";
+    src = fetchurl {
+      url = "mirror://debian/pool/main/e/erofs-utils/erofs-utils_1.8.6.orig.tar.gz";
+      # sha256 5b221dc3fd6d151425b30534ede46fb7a90dc233a8659cba0372796b0a066547
+      hash = "sha256-WyIdw/1tFRQlswU07eRvt6kNwjOoZZy6A3J5awoGZUc=";
+    };
+    nativeBuildInputs = [ autoreconfHook pkg-config ];
+    buildInputs = [ lz4 libuuid ];
+    # As Debian's 1.8.6-1 (--workers needs multithreading; the worker count
+    # never changes an uncompressed image); no FUSE, no SELinux labels.
+    configureFlags = [ "--disable-fuse" "--without-selinux" "--enable-multithreading" ];
+    meta = {
+      description = "erofs-utils 1.8.6 (the mkfs.erofs the modelwrap-v2 layout is defined by)";
       license = lib.licenses.gpl2Plus;
       platforms = [ "x86_64-linux" ];
       mainProgram = "mkfs.erofs";

@@ -23,6 +23,11 @@
 #                  and mpk reproduce run, to show peak RSS does not grow with
 #                  size (WORKDIR must hold SIZE_MIB of output: use a disk)
 #   ROUNDS=3       rounds (best wall time of each tool is kept)
+#   SCHEMA=modelwrap-v2  pack and reproduce with that schema; the reference
+#                  is then mkfs.erofs 1.8.6 ($MPK_MKFS_EROFS_186, -b4096
+#                  --workers=<cores>) + veritysetup
+#   SCHEMAS=1      only mpk pack and mpk reproduce, each with modelwrap-v1
+#                  and modelwrap-v2, rounds alternating: the v2/v1 ratios
 # Needs: cargo, mkfs.erofs, veritysetup, GNU time (/usr/bin/time), python3,
 # openssl.
 set -euo pipefail
@@ -59,6 +64,11 @@ id="bench-org/bench-model@0123456789abcdef0123456789abcdef01234567"
 uuid=$(python3 -c "import uuid;print(uuid.uuid5(uuid.NAMESPACE_URL,'$id-inner'))")
 salt=$(printf '%s' "$id" | sha256sum | cut -d' ' -f1)
 cores=$(nproc)
+schema=${SCHEMA:-modelwrap-v1}
+mkfs=mkfs.erofs mkfs_args=()
+if [ "$schema" = modelwrap-v2 ]; then
+  mkfs=${MPK_MKFS_EROFS_186:-mkfs.erofs} mkfs_args=(-b4096 "--workers=$cores")
+fi
 
 model="$work/model"
 rm -rf "$model"; mkdir -p "$model"
@@ -112,7 +122,8 @@ run() { # name, command... ; keeps the fastest round's figures
   fi
 }
 reference() {
-  env -u SOURCE_DATE_EPOCH mkfs.erofs --all-root -T0 "-U$uuid" "$work/ref.mpk" "$model" >/dev/null
+  # shellcheck disable=SC2086 # mkfs_args: no spaces
+  env -u SOURCE_DATE_EPOCH "$mkfs" --all-root -T0 "-U$uuid" $mkfs_args "$work/ref.mpk" "$model" >/dev/null
   local h; h=$(stat -c %s "$work/ref.mpk")
   veritysetup --salt="$salt" --uuid="$uuid" --hash-offset="$h" \
     --root-hash-file="$work/ref.root" format "$work/ref.mpk" "$work/ref.mpk" >/dev/null
@@ -125,10 +136,12 @@ per_proc=1; [ "$shape" = small ] && per_proc=256
 hashfloor() {
   find "$model" -type f -print0 | xargs -0 -P "$cores" -n "$per_proc" openssl dgst -sha256 >/dev/null
 }
-export -f reference hashfloor; export work model uuid salt cores per_proc
+export -f reference hashfloor; export work model uuid salt cores per_proc mkfs
+export mkfs_args="${mkfs_args[*]}"
 
 tools="read floor mpk ref cp repro"
 [ "${SPARSE:-}" = 1 ] && tools="mpk repro"
+[ "${SCHEMAS:-}" = 1 ] && tools="mpk mpk2 repro repro2"
 for round in $(seq 1 "$rounds"); do
   # Alternate the order so no tool always runs on a warmer or fuller machine.
   order=$tools
@@ -138,13 +151,17 @@ for round in $(seq 1 "$rounds"); do
       read) run read sh -c "find '$model' -type f -print0 | xargs -0 cat > /dev/null" ;;
       floor) run floor bash -c hashfloor ;;
       mpk)  rm -f "$work"/mpk.mpk "$work"/mpk.info; sync
-            run mpk "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" -q ;;
+            run mpk "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" --schema "$schema" -q ;;
+      mpk2) rm -f "$work"/mpk2.mpk "$work"/mpk2.info; sync
+            run mpk2 "$mpk" pack "$model" --identity "$id" -o "$work/mpk2.mpk" --schema modelwrap-v2 -q ;;
       ref)  rm -f "$work"/ref.mpk; sync
             if [ "${DURABLE:-}" = 1 ]; then run ref bash -c 'reference && sync'; else run ref bash -c reference; fi ;;
       cp)   rm -rf "$work/copy"; sync
             if [ "${DURABLE:-}" = 1 ]; then run cp sh -c "cp -r '$model' '$work/copy' && sync"; else run cp cp -r "$model" "$work/copy"; fi ;;
-      repro) [ -f "$work/mpk.info" ] || "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" -q >/dev/null
-            run repro "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk.info" -q ;;
+      repro) [ -f "$work/mpk.info" ] || "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" --schema "$schema" -q >/dev/null
+            run repro "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk.info" --schema "$schema" -q ;;
+      repro2) [ -f "$work/mpk2.info" ] || "$mpk" pack "$model" --identity "$id" -o "$work/mpk2.mpk" --schema modelwrap-v2 -q >/dev/null
+            run repro2 "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk2.info" --schema modelwrap-v2 -q ;;
     esac
   done
 done
@@ -152,13 +169,21 @@ if [ -f "$work/ref.mpk" ]; then
   cmp "$work/mpk.mpk" "$work/ref.mpk" && echo "byte-identical: mpk pack == reference pipeline"
 fi
 
-label="$size_mib MiB $shape${SPARSE:+ sparse}${XFS:+ on XFS}${DURABLE:+ durable}"
+label="$size_mib MiB $shape${SPARSE:+ sparse}${XFS:+ on XFS}${DURABLE:+ durable} $schema"
 printf '\n%-32s %8s %8s %8s %10s\n' "best of $rounds, $label" "wall s" "user s" "sys s" "peak RSS"
 for n in $tools; do
   printf '%-32s %8s %8s %8s %7s MiB\n' "$n" "${wall[$n]}" "${user[$n]}" "${sys[$n]}" "$(( ${rss[$n]} / 1024 ))"
 done
 ratio() { python3 -c "print(f'{$1/$2:.2f}x' if $2 > 0 else 'n/a (too fast to time)')"; }
 echo
+if [ "${SCHEMAS:-}" = 1 ]; then
+  echo "(mpk, repro: modelwrap-v1; mpk2, repro2: modelwrap-v2)"
+  echo "pack v2 / v1 wall             : $(ratio "${wall[mpk2]}" "${wall[mpk]}")"
+  echo "pack v2 / v1 peak RSS         : $(ratio "${rss[mpk2]}" "${rss[mpk]}")"
+  echo "reproduce v2 / v1 wall        : $(ratio "${wall[repro2]}" "${wall[repro]}")"
+  echo "reproduce v2 / v1 peak RSS    : $(ratio "${rss[repro2]}" "${rss[repro]}")"
+  exit 0
+fi
 if [ "${SPARSE:-}" != 1 ]; then
   echo "reference pipeline / mpk pack : $(ratio "${wall[ref]}" "${wall[mpk]}")"
   echo "mpk pack / cp -r              : $(ratio "${wall[mpk]}" "${wall[cp]}")"

@@ -13,7 +13,8 @@
 # Idempotent and cached: when PREFIX/.done lists the same suite, packages
 # and binaries, nothing is downloaded again (and .deb files an interrupted
 # run left are reused). DEBIAN_MIRROR overrides http://deb.debian.org/debian. Needs apt-get, dpkg-deb and
-# patchelf (bookworm's). Used by .ci/run for Nix 2.26 (trixie's nix-bin).
+# patchelf (bookworm's). Used by .ci/run for Nix 2.26 (trixie's nix-bin) and
+# mkfs.erofs 1.8.6 (trixie's erofs-utils, schema modelwrap-v2).
 set -euo pipefail
 
 prefix=$1 suite=$2

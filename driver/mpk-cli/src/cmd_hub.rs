@@ -12,6 +12,8 @@ use mpk_hub::{HfCache, Hub, HubConfig, Lock};
 use mpk_model::{Identity, Reference};
 use mpk_pack::{build, reproduce};
 
+use crate::schema_arg::{ReproduceSchemaArg, SchemaArg};
+
 /// Hub subcommands, flattened into the top level.
 #[derive(Debug, Subcommand)]
 pub enum HubCommand {
@@ -70,6 +72,9 @@ pub struct BuildArgs {
     /// Hashing threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The schema (the encoder is part of the commitment).
+    #[arg(long, value_enum, default_value = "modelwrap-v1")]
+    pub schema: SchemaArg,
     /// Replace existing outputs.
     #[arg(long)]
     pub force: bool,
@@ -111,6 +116,11 @@ pub struct ReproduceArgs {
     /// The expected reference, or an `.info` file holding it.
     #[arg(long)]
     pub expect: String,
+    /// The schema to reproduce with; `auto` tries modelwrap-v1, then
+    /// modelwrap-v2, and says which one matched (a reference does not name
+    /// its schema).
+    #[arg(long, value_enum, default_value = "modelwrap-v1")]
+    pub schema: ReproduceSchemaArg,
     /// Hashing threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -239,6 +249,7 @@ fn run_build(a: BuildArgs) -> Result<()> {
             lock: a.lock,
             include: a.include,
             threads: a.threads,
+            schema: a.schema.into(),
             force: a.force,
             bases: a.bases,
             key,
@@ -260,6 +271,7 @@ fn run_build(a: BuildArgs) -> Result<()> {
 
 fn run_reproduce(a: ReproduceArgs) -> Result<()> {
     let expect = crate::reference::load(&a.expect)?;
+    let schemas: reproduce::Schemas = a.schema.into();
     let bars = crate::progress::Bars::new(a.quiet);
     let (identity, dir) = if let Some(dir) = &a.dir {
         let identity = match (&a.identity, &a.id) {
@@ -296,35 +308,59 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
                 std::sync::Arc::new(hub),
                 &lock,
                 &identity,
+                schemas,
+                &expect,
                 a.threads,
                 &bars,
             )?
         } else {
             // Offline: read the cached blobs in place, verified first.
-            reproduce::reproduce_cached(&cache, &lock, &identity, a.threads, &bars)?
+            reproduce::reproduce_cached(
+                &cache, &lock, &identity, schemas, &expect, a.threads, &bars,
+            )?
         };
-        return verdict(&identity, &got, &expect, a.json);
+        return verdict(&identity, &got, &expect, schemas, a.json);
     };
     let symlinks = crate::symlinks(a.allow_external_symlinks);
-    let got = reproduce::reproduce_dir(&dir, symlinks, &identity, a.threads, &bars)?;
-    verdict(&identity, &got, &expect, a.json)
+    let got = reproduce::reproduce_dir(
+        &dir, symlinks, &identity, schemas, &expect, a.threads, &bars,
+    )?;
+    verdict(&identity, &got, &expect, schemas, a.json)
 }
 
 /// Prints the computed reference (or, with `json`, `{identity, computed,
-/// expected, match}`) and fails (a finding) unless it equals the expected
-/// one ([`reproduce::Comparison`]).
-fn verdict(identity: &Identity, got: &Reference, expect: &Reference, json: bool) -> Result<()> {
-    let c = reproduce::Comparison::new(identity, *got, *expect);
+/// expected, match, schema}`) and fails (a finding) unless it equals the
+/// expected one ([`reproduce::Comparison`]). With `--schema auto` the
+/// schema used is also named on standard error.
+fn verdict(
+    identity: &Identity,
+    got: &reproduce::Reproduced,
+    expect: &Reference,
+    schemas: reproduce::Schemas,
+    json: bool,
+) -> Result<()> {
+    let c = reproduce::Comparison::new(identity, got.reference, *expect);
     if json {
         let v = serde_json::json!({
             "identity": identity.to_string(),
             "computed": c.computed.to_string(),
             "expected": c.expected.to_string(),
             "match": c.matches(),
+            "schema": got.schema.name(),
         });
         outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         outln!("{}", c.computed);
+    }
+    if schemas == reproduce::Schemas::Auto {
+        if c.matches() {
+            eprintln!("schema: {} matched", got.schema);
+        } else {
+            eprintln!(
+                "schema: none matched; the computed reference shown is {}'s",
+                got.schema
+            );
+        }
     }
     c.check()
 }

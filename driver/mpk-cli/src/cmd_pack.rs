@@ -7,13 +7,15 @@ use clap::{Args, ValueEnum};
 use mpk_model::Identity;
 use mpk_pack::pack::{PackInput, PackOptions};
 
+use crate::schema_arg::SchemaArg;
+
 /// How the image is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
     /// mpk's own single-pass writer (default).
     Native,
-    /// The reference pipeline (mkfs.erofs 1.5 + veritysetup 2.6.1) on a
-    /// normalised staging copy, for cross-checking.
+    /// The reference pipeline (the schema's mkfs.erofs + veritysetup) on
+    /// a normalised staging copy, for cross-checking.
     Tools,
 }
 
@@ -26,6 +28,9 @@ pub struct PackArgs {
     /// UUID derive from it.
     #[arg(long)]
     pub identity: Identity,
+    /// The schema (the encoder is part of the commitment).
+    #[arg(long, value_enum, default_value = "modelwrap-v1")]
+    pub schema: SchemaArg,
     /// Output file; must end in `.mpk`. `OUT.info` is written beside it.
     #[arg(short = 'o', long = "output")]
     pub output: Utf8PathBuf,
@@ -83,6 +88,7 @@ pub fn run(a: PackArgs) -> Result<()> {
                 symlinks: crate::symlinks(a.allow_external_symlinks),
             },
             identity: a.identity,
+            schema: a.schema.into(),
             output: a.output,
             threads: a.threads,
             force: a.force,

@@ -30,6 +30,7 @@ pub mod cmd_verity;
 pub mod keys;
 pub mod progress;
 pub mod reference;
+pub mod schema_arg;
 
 use clap::{Parser, Subcommand};
 

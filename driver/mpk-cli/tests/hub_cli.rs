@@ -347,6 +347,77 @@ fn build_equals_pack_and_reproduce() {
     ok(&o);
 }
 
+/// `mpk build --schema modelwrap-v2`: the manifest names the schema, the
+/// bytes equal `mpk pack --schema modelwrap-v2` of the same files, and
+/// `mpk reproduce` from the Hub (streamed) and from the cache (offline)
+/// finds it with `--schema auto` and with the schema named.
+#[test]
+fn build_with_schema_v2_equals_pack_and_reproduces() {
+    let e = Env::new();
+    let reference = ok(&e.build(&["--schema", "modelwrap-v2", "-q"]));
+    let dir = e.out().join("acme/tiny");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{C1}.manifest.json"))).unwrap())
+            .unwrap();
+    assert_eq!(m["schema"], "modelwrap-v2");
+    assert_eq!(m["reference"], reference.as_str());
+    let local = e.tmp.path().join("local");
+    write_model(&local, &model(1));
+    let p = e.tmp.path().join("p.mpk");
+    let o = common::mpk()
+        .args([
+            "pack",
+            local.to_str().unwrap(),
+            "--identity",
+            &format!("{REPO}@{C1}"),
+        ])
+        .args(["--schema", "modelwrap-v2", "-o"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), reference);
+    let built = std::fs::read(dir.join(format!("{C1}.mpk"))).unwrap();
+    assert!(std::fs::read(&p).unwrap() == built, "build and pack differ");
+    let v1 = pack_local(
+        &local,
+        &format!("{REPO}@{C1}"),
+        &e.tmp.path().join("v1.mpk"),
+    );
+    assert_ne!(v1, reference, "v1 and v2 differ on this model");
+    let id = format!("{REPO}@{C1}");
+    for schema in ["auto", "modelwrap-v2"] {
+        let o = e.run(&[
+            "reproduce",
+            &id,
+            "--expect",
+            &reference,
+            "--schema",
+            schema,
+            "--json",
+            "-q",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+        assert_eq!(v["match"], true, "{schema}");
+        assert_eq!(v["schema"], "modelwrap-v2");
+    }
+    let lockf = e.tmp.path().join("tiny.lock.json");
+    ok(&e.run(&["lock", "acme/tiny", "-o", lockf.to_str().unwrap(), "-q"]));
+    let o = e
+        .mpk()
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["reproduce", "--lock", lockf.to_str().unwrap()])
+        .args(["--expect", &reference, "--schema", "auto", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o), reference);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("schema: modelwrap-v2 matched"));
+    // Under the default schema the v2 reference is a finding.
+    fails(
+        &e.run(&["reproduce", &id, "--expect", &reference, "-q"]),
+        &["differs from the expected"],
+    );
+}
+
 #[test]
 fn include_list_pins_part_of_a_repo() {
     let e = Env::new();

@@ -9,8 +9,9 @@
 //! fixed-output fetches of every lock file (store name, URL, hash), the
 //! synthetic model built by Nix equals `mpk build` of the same lock byte for
 //! byte (`.mpk`, `.info`, `.manifest.json`, and the deployment document on
-//! the Nix base image `qemu-snp`, as `mpk build --base`), and the
-//! pinned-tools check.
+//! the Nix base image `qemu-snp`, as `mpk build --base`), the same for a
+//! model whose `models/<short>.schema` says `modelwrap-v2` (as `mpk build
+//! --schema modelwrap-v2`), and the pinned-tools check (both schemas).
 //!
 //! Base images (`packages.vm-image-<name>`, nix/vm-image.nix): with the
 //! stand-in's kernel (`vm-images/example/synthetic/bzImage`), AmdSev OVMF
@@ -285,6 +286,9 @@ impl Flake {
 /// fixture model from a mock Hub and locks it as `models/fixture.lock.json`.
 fn setup() -> Option<Flake> {
     let nix = nix_2_26()?;
+    // The stand-in's erofs-utils 1.8.6 (the pinned-tools check packs
+    // modelwrap-v2 with it).
+    let mkfs186 = mpk_testutil::tool_from_env("MPK_MKFS_EROFS_186", "1.8.6")?;
     let f = Flake {
         tmp: tempfile::tempdir().unwrap(),
         nix,
@@ -304,7 +308,7 @@ fn setup() -> Option<Flake> {
     std::fs::create_dir_all(f.tmp.path().join("etc")).unwrap();
     for e in std::fs::read_dir(root.join("models")).unwrap() {
         let p = e.unwrap().path();
-        if p.to_str().unwrap().ends_with(".lock.json") {
+        if p.to_str().unwrap().ends_with(".lock.json") || p.to_str().unwrap().ends_with(".schema") {
             std::fs::copy(&p, flake.join("models").join(p.file_name().unwrap())).unwrap();
         }
     }
@@ -312,6 +316,7 @@ fn setup() -> Option<Flake> {
     copy_dir(&root.join("tests/nix/stand-in-nixpkgs"), &standin);
     std::fs::copy(env!("CARGO_BIN_EXE_mpk"), standin.join("mpk")).unwrap();
     std::fs::copy(static_init(), standin.join("mpk-init")).unwrap();
+    std::fs::copy(&mkfs186, standin.join("mkfs.erofs-1.8.6")).unwrap();
     for n in ["bzImage", "OVMF.amdsev.fd"] {
         std::fs::copy(
             root.join("vm-images/example/synthetic").join(n),
@@ -332,6 +337,9 @@ fn setup() -> Option<Flake> {
             lock.to_str().unwrap(),
         ],
     );
+    // The same model packed under modelwrap-v2: its schema beside its lock.
+    std::fs::copy(&lock, flake.join("models/fixture-v2.lock.json")).unwrap();
+    std::fs::write(flake.join("models/fixture-v2.schema"), "modelwrap-v2\n").unwrap();
     Some(f)
 }
 
@@ -453,7 +461,7 @@ fn reference_tool_pins_match_their_dsc_sha256() {
             pins += 1;
         }
     }
-    assert_eq!(pins, 2);
+    assert_eq!(pins, 3);
 }
 
 /// `nix flake show`, `nix flake check --no-build` and the instantiation of
@@ -488,6 +496,7 @@ fn check_outputs(f: &Flake) {
             "default",
             "vm-image-qemu-snp",
             "erofs-utils-1_5",
+            "erofs-utils-1_8_6",
             "cryptsetup-2_6_1",
         ]
         .map(String::from),
@@ -664,16 +673,65 @@ fn flake_evaluates_and_builds_a_model_offline_like_mpk_build() {
         assert!(a == b, "{n}: nix build and mpk build differ");
     }
 
+    // models/fixture-v2.schema says modelwrap-v2: `nix build
+    // .#model-fixture-v2` gives the bytes of `mpk build --schema
+    // modelwrap-v2` of the same lock, and its manifest names the schema.
+    let out2 = f.build_out("model-fixture-v2");
+    let expected2 = f.tmp.path().join("expected-v2");
+    f.mpk(
+        "build-cache",
+        &[
+            "build",
+            REPO,
+            "--lock",
+            f.flake()
+                .join("models/fixture-v2.lock.json")
+                .to_str()
+                .unwrap(),
+            "--schema",
+            "modelwrap-v2",
+            "-q",
+            "-o",
+            expected2.to_str().unwrap(),
+            "--base",
+            base.to_str().unwrap(),
+        ],
+    );
+    let expected2 = expected2.join(REPO);
+    for n in &names {
+        let (a, b) = (
+            std::fs::read(out2.join(n)).unwrap(),
+            std::fs::read(expected2.join(n)).unwrap(),
+        );
+        assert!(
+            a == b,
+            "{n}: nix build and mpk build --schema modelwrap-v2 differ"
+        );
+    }
+    let m: Value = serde_json::from_slice(
+        &std::fs::read(out2.join(format!("{COMMIT}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["schema"], "modelwrap-v2");
+    assert_ne!(
+        std::fs::read(out2.join(format!("{COMMIT}.info"))).unwrap(),
+        std::fs::read(out.join(format!("{COMMIT}.info"))).unwrap(),
+        "the two schemas give different references"
+    );
+
     // The pinned-tools check (the stand-in wraps Debian's erofs-utils 1.5 and
-    // cryptsetup 2.6.1): both pipelines pack its fixture to the same bytes.
+    // cryptsetup 2.6.1, and trixie's erofs-utils 1.8.6): both pipelines pack
+    // its fixture to the same bytes, under each schema.
     let check = f.json(&[
         "build",
         "--json",
         "--no-link",
         &f.flake_ref(&format!("checks.{SYSTEM}.reference-tools")),
     ]);
-    let info = PathBuf::from(check[0]["outputs"]["out"].as_str().unwrap()).join("fixture.info");
-    assert!(std::fs::read_to_string(info).unwrap().len() > 64);
+    let checked = PathBuf::from(check[0]["outputs"]["out"].as_str().unwrap());
+    for n in ["fixture.info", "fixture-v2.info"] {
+        assert!(std::fs::read_to_string(checked.join(n)).unwrap().len() > 64);
+    }
 }
 
 fn sha256_hex(p: &Path) -> String {

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use common::tree::{
-    BLOCK, info_path, mkdir, mpk_pack_ok, output_text, parse_reference, random_bytes,
-    reference_pack, test_identity, write,
+    BLOCK, Schema, info_path, mkdir, mpk_pack_ok, output_text, parse_reference, random_bytes,
+    reference_pack_as, test_identity, write,
 };
 
 const MODEL_BLOCKS: usize = 6;
@@ -54,6 +54,12 @@ fn find_block(image: &[u8], h: u64, want: &[u8]) -> u64 {
 }
 
 fn fixture() -> Fixture {
+    fixture_as(Schema::V1)
+}
+
+/// The fixture packed with `schema` (the reader that names files must
+/// read both layouts).
+fn fixture_as(schema: Schema) -> Fixture {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     mkdir(&src);
@@ -69,9 +75,13 @@ fn fixture() -> Fixture {
     let image = tmp.path().join("model.mpk");
     // The reference pipeline builds the image when it can, so these tests
     // exercise `mpk verify` independently of `mpk pack`.
-    let reference = match reference_pack(&src, &identity, &image) {
+    let args: &[&str] = match schema {
+        Schema::V1 => &[],
+        Schema::V2 => &["--schema", "modelwrap-v2"],
+    };
+    let reference = match reference_pack_as(schema, &src, &identity, &image) {
         Some(r) => r,
-        None => mpk_pack_ok(&src, &identity, &image, &[])
+        None => mpk_pack_ok(&src, &identity, &image, args)
             .trim_end()
             .to_owned(),
     };
@@ -280,6 +290,26 @@ fn data_block_flip_names_file_block_and_offset() {
     // (Reporting the shrunk superblock too would be welcome, not required.)
     let text = assert_failed(&f.verify());
     assert_names_block(&text, block, Some("weights/model.bin"), off);
+}
+
+#[test]
+fn modelwrap_v2_data_and_tail_block_flips_name_the_file() {
+    let f = fixture_as(Schema::V2);
+    let block = f.model + 2;
+    let off = block * BLOCK + 123;
+    f.flip(off);
+    let text = assert_failed(&f.verify());
+    assert_names_block(&text, block, Some("weights/model.bin"), off);
+    let f = fixture_as(Schema::V2);
+    let off = f.tail * BLOCK + 7;
+    f.flip(off);
+    let text = assert_failed(&f.verify());
+    assert_names_block(&text, f.tail, Some("tail-case.bin"), off);
+    let f = fixture_as(Schema::V2);
+    let b = f.shard + SHARD_BLOCKS as u64 - 1;
+    f.flip(b * BLOCK + BLOCK - 1);
+    let text = assert_failed(&f.verify());
+    assert_names_block(&text, b, Some("big/shard.bin"), b * BLOCK + BLOCK - 1);
 }
 
 #[test]

@@ -639,3 +639,41 @@ fn error_too_small_data() {
         text(&o)
     );
 }
+
+/// Modelwrap's schema-2 image carries cryptsetup 2.7.5 and freezes verity
+/// across schemas: 2.7.5's `veritysetup format` (from
+/// `$MPK_VERITYSETUP_275`, as `.ci/run` unpacks Debian trixie's) must give
+/// the same hash area and root as mpk (and so as 2.6.1, the tests above)
+/// for the parameters a pack uses (hash area after the data in the same
+/// file, superblock, 32-byte salt), around every level boundary, plus the
+/// separate-file and other-salt layouts of the small matrix.
+#[test]
+fn veritysetup_2_7_5_matches_for_pack_parameters() {
+    let Some(vs) = mpk_testutil::tool_from_env("MPK_VERITYSETUP_275", "veritysetup 2.7.5") else {
+        return;
+    };
+    let mut n = 0;
+    for (i, blocks) in [1u64, 2, 127, 128, 129, 16_384, 16_385, 40_000]
+        .into_iter()
+        .enumerate()
+    {
+        let same = Layout::SameFile { hash_offset: None };
+        assert!(compare(
+            &vs,
+            &Case::new(900 + i as u64, blocks, 32, true, same)
+        ));
+        n += 1;
+    }
+    for (i, salt_len) in SALTS.into_iter().enumerate() {
+        for superblock in [true, false] {
+            let separate = Layout::Separate {
+                hash_offset: 0,
+                prefill: None,
+            };
+            let c = Case::new(950 + i as u64, 129, salt_len, superblock, separate);
+            assert!(compare(&vs, &c));
+            n += 1;
+        }
+    }
+    eprintln!("{n} cases identical to veritysetup 2.7.5");
+}

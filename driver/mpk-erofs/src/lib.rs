@@ -9,13 +9,35 @@
 #![forbid(unsafe_code)]
 
 mod alloc;
+mod alloc186;
 pub mod format;
+mod plan186;
 pub mod reader;
 pub mod tree;
 pub mod writer;
 
 pub use tree::{NodeId, NodeKind, Tree};
 pub use writer::{Extent, Layout, Placement, plan};
+
+/// The `mkfs.erofs` whose layout a plan reproduces byte for byte. Both are
+/// run as `--all-root -T0 -U<uuid>` (1.8.6 also with `-b4096`, and any
+/// `--workers`); the file and directory rules are the same, the placement
+/// of inodes, tails and blocks differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mkfs {
+    /// erofs-utils 1.5 (Debian 1.5-1): `erofs-1.5-layout.md`.
+    V1_5,
+    /// erofs-utils 1.8.6 (Debian 1.8.6-1): `erofs-1.8.6-layout.md`.
+    V1_8_6,
+}
+
+/// Plans the image `mkfs` would make of `tree` with filesystem UUID `uuid`.
+pub fn plan_for(mkfs: Mkfs, tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
+    match mkfs {
+        Mkfs::V1_5 => writer::plan(tree, uuid),
+        Mkfs::V1_8_6 => plan186::plan(tree, uuid),
+    }
+}
 
 /// Errors of planning and reading.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -42,8 +42,12 @@ pub struct Tree {
     nodes: Vec<Node>,
 }
 
+/// Longest name EROFS stores (`EROFS_NAME_LEN`). mkfs.erofs 1.5 handles
+/// one byte less ([`MAX_NAME_LEN_1_5`]); its planner refuses longer ones.
+pub const MAX_NAME_LEN: usize = 255;
+
 /// Longest name mkfs.erofs 1.5 handles correctly (it cuts 255-byte names).
-pub const MAX_NAME_LEN: usize = 254;
+pub const MAX_NAME_LEN_1_5: usize = 254;
 
 impl Tree {
     /// A tree holding only a root directory with the given permission bits.
@@ -104,12 +108,7 @@ impl Tree {
             return Err(bad("contains `/` or NUL"));
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(bad("longer than 254 bytes (mkfs.erofs 1.5 truncates it)"));
-        }
-        if name.starts_with(b"lost+found") {
-            return Err(bad(
-                "begins with `lost+found` (mkfs.erofs 1.5 silently drops such entries)",
-            ));
+            return Err(bad("longer than 255 bytes"));
         }
         let id = NodeId(self.nodes.len());
         match &mut self.nodes[parent.0].kind {
@@ -123,6 +122,29 @@ impl Tree {
             kind,
         });
         Ok(id)
+    }
+
+    /// The first name mkfs.erofs 1.5 cannot store faithfully, if any: one
+    /// of 255 bytes (it cuts it to 254) or one beginning with `lost+found`
+    /// (it drops the entry and its subtree). mkfs.erofs 1.8.6 stores both.
+    pub(crate) fn check_names_1_5(&self) -> Result<(), Error> {
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            let bad = |reason: &'static str| Error::BadName {
+                path: self.path(NodeId(i)),
+                reason,
+            };
+            if node.name.len() > MAX_NAME_LEN_1_5 {
+                return Err(bad(
+                    "longer than 254 bytes (mkfs.erofs 1.5, schema modelwrap-v1, truncates it)",
+                ));
+            }
+            if node.name.starts_with(b"lost+found") {
+                return Err(bad(
+                    "begins with `lost+found` (mkfs.erofs 1.5, schema modelwrap-v1, silently drops such entries)",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The node with this id.

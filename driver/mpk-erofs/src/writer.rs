@@ -100,12 +100,14 @@ struct Planner<'a> {
     layouts: Vec<u16>,
     sizes: Vec<u64>,
     nlinks: Vec<u32>,
-    sorted: Vec<Vec<(Vec<u8>, NodeId, u8)>>,
+    sorted: Vec<Vec<DirEntry>>,
     root_inode_off: Option<u64>,
 }
 
-/// Plans the image of `tree` with filesystem UUID `uuid`.
+/// Plans the image `mkfs.erofs` 1.5 makes of `tree` with filesystem UUID
+/// `uuid` (the `modelwrap-v1` layout; [`crate::plan_for`] picks a model).
 pub fn plan(tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
+    tree.check_names_1_5()?;
     let n = tree.len();
     let mut p = Planner {
         tree,
@@ -129,6 +131,158 @@ pub fn plan(tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
     p.finish(uuid)
 }
 
+/// One directory entry: name, target, `file_type`.
+pub(crate) type DirEntry = (Vec<u8>, NodeId, u8);
+
+/// A directory's entries (with `.` and `..`) in byte order, its `i_nlink`
+/// and its size (both layouts share these rules: `erofs-1.5-layout.md` §3).
+pub(crate) fn dir_entries(tree: &Tree, id: NodeId) -> Result<(Vec<DirEntry>, u32, u64), Error> {
+    let node = tree.node(id);
+    let NodeKind::Dir { children } = &node.kind else {
+        unreachable!("dir_entries of a file");
+    };
+    let mut entries: Vec<DirEntry> = vec![
+        (b".".to_vec(), id, FT_DIR),
+        (b"..".to_vec(), node.parent, FT_DIR),
+    ];
+    for &c in children {
+        let cn = tree.node(c);
+        let ft = match cn.kind {
+            NodeKind::Dir { .. } => FT_DIR,
+            NodeKind::File { .. } => FT_REG_FILE,
+        };
+        entries.push((cn.name.clone(), c, ft));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for w in entries.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(Error::DuplicateName(tree.path(w[1].1)));
+        }
+    }
+    let subdirs = entries.iter().filter(|e| e.2 == FT_DIR).count() as u32;
+    let nlink = if subdirs > u32::from(u16::MAX) {
+        1
+    } else {
+        subdirs
+    };
+    let mut d = 0u64;
+    for (name, _, _) in &entries {
+        let l = Dirent::SIZE as u64 + name.len() as u64;
+        if d % B + l > B {
+            d = d.div_ceil(B) * B;
+        }
+        d += l;
+    }
+    Ok((entries, nlink, d))
+}
+
+/// What a planner decided for one node, in image byte offsets.
+#[derive(Debug, Clone)]
+pub(crate) struct Decided {
+    pub(crate) ino: u32,
+    pub(crate) inode_offset: u64,
+    pub(crate) first_block: Option<u64>,
+    pub(crate) tail_offset: Option<u64>,
+    pub(crate) layout: u16,
+    pub(crate) nlink: u32,
+    pub(crate) size: u64,
+}
+
+/// Builds the [`Layout`] (superblock, inodes, directory blocks, tails and
+/// file runs) from every node's placement: the part both layout models
+/// share.
+pub(crate) fn assemble(
+    tree: &Tree,
+    decided: Vec<Decided>,
+    sorted: &[Vec<DirEntry>],
+    inos: u64,
+    blocks: u64,
+    uuid: [u8; 16],
+) -> Result<Layout, Error> {
+    let blocks32 = u32::try_from(blocks).map_err(|_| Error::TooLarge(String::new()))?;
+    let placements: Vec<Placement> = decided
+        .iter()
+        .map(|d| {
+            let tail_len = d.size % B;
+            Placement {
+                ino: d.ino,
+                nid: d.inode_offset >> ISLOT_BITS,
+                inode_offset: d.inode_offset,
+                first_block: d.first_block,
+                full_blocks: d.size / B,
+                tail_offset: d.tail_offset,
+                tail_len: if d.tail_offset.is_some() { tail_len } else { 0 },
+            }
+        })
+        .collect();
+    let root_nid = placements[0].nid;
+    let mut layout = Layout {
+        superblock: Superblock {
+            checksum: 0,
+            feature_compat: FEATURE_COMPAT_SB_CHKSUM | FEATURE_COMPAT_MTIME,
+            blkszbits: BLOCK_SIZE_BITS,
+            sb_extslots: 0,
+            root_nid: root_nid as u16,
+            inos,
+            build_time: 0,
+            build_time_nsec: 0,
+            blocks: blocks32,
+            meta_blkaddr: 0,
+            xattr_blkaddr: 0,
+            uuid,
+        },
+        placements,
+        meta: BTreeMap::new(),
+        tails: BTreeMap::new(),
+        file_runs: Vec::new(),
+    };
+    layout.put(SUPERBLOCK_OFFSET, &layout.superblock.encode());
+    for (i, d) in decided.iter().enumerate() {
+        let id = NodeId(i);
+        let node = tree.node(id);
+        let pl = layout.placements[i].clone();
+        let (mode, is_dir) = match node.kind {
+            NodeKind::Dir { .. } => (S_IFDIR | node.perm, true),
+            NodeKind::File { .. } => (S_IFREG | node.perm, false),
+        };
+        let raw_blkaddr = match (pl.first_block, pl.tail_offset) {
+            (Some(b), _) => b as u32,
+            (None, Some(off)) if d.layout == LAYOUT_FLAT_PLAIN => (off / B) as u32,
+            (None, Some(_)) => NULL_ADDR,
+            (None, None) => 0,
+        };
+        let inode = Inode {
+            extended: d.size > u64::from(u32::MAX),
+            layout: d.layout,
+            mode,
+            nlink: d.nlink,
+            size: d.size,
+            raw_blkaddr,
+            ino: pl.ino,
+        };
+        layout.put(pl.inode_offset, &inode.encode());
+        if is_dir {
+            layout.put_dir(&sorted[i], &pl);
+        } else {
+            if let (Some(first), true) = (pl.first_block, pl.full_blocks > 0) {
+                layout.file_runs.push((first, pl.full_blocks, id));
+            }
+            if let Some(off) = pl.tail_offset {
+                layout
+                    .tails
+                    .entry(off / B)
+                    .or_default()
+                    .push(((off % B) as usize, id));
+                // A tail block exists as a metadata block even if it
+                // holds nothing else: make sure it is composed.
+                layout.meta.entry(off / B).or_default();
+            }
+        }
+    }
+    layout.file_runs.sort_unstable();
+    Ok(layout)
+}
+
 impl Planner<'_> {
     fn process(&mut self, id: NodeId) -> Result<(), Error> {
         self.inos[id.0] = self.ino;
@@ -136,39 +290,9 @@ impl Planner<'_> {
         let node = self.tree.node(id);
         let size = match &node.kind {
             NodeKind::File { size } => *size,
-            NodeKind::Dir { children } => {
-                let mut entries: Vec<(Vec<u8>, NodeId, u8)> = vec![
-                    (b".".to_vec(), id, FT_DIR),
-                    (b"..".to_vec(), node.parent, FT_DIR),
-                ];
-                for &c in children {
-                    let cn = self.tree.node(c);
-                    let ft = match cn.kind {
-                        NodeKind::Dir { .. } => FT_DIR,
-                        NodeKind::File { .. } => FT_REG_FILE,
-                    };
-                    entries.push((cn.name.clone(), c, ft));
-                }
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                for w in entries.windows(2) {
-                    if w[0].0 == w[1].0 {
-                        return Err(Error::DuplicateName(self.tree.path(w[1].1)));
-                    }
-                }
-                let subdirs = entries.iter().filter(|e| e.2 == FT_DIR).count() as u32;
-                self.nlinks[id.0] = if subdirs > u32::from(u16::MAX) {
-                    1
-                } else {
-                    subdirs
-                };
-                let mut d = 0u64;
-                for (name, _, _) in &entries {
-                    let l = Dirent::SIZE as u64 + name.len() as u64;
-                    if d % B + l > B {
-                        d = d.div_ceil(B) * B;
-                    }
-                    d += l;
-                }
+            NodeKind::Dir { .. } => {
+                let (entries, nlink, d) = dir_entries(self.tree, id)?;
+                self.nlinks[id.0] = nlink;
                 self.sorted[id.0] = entries;
                 d
             }
@@ -239,92 +363,29 @@ impl Planner<'_> {
         if root_off > max_root {
             return Err(Error::MetaBlkaddr);
         }
-        let blocks = self.alloc.tail();
-        let blocks32 = u32::try_from(blocks).map_err(|_| Error::TooLarge(String::new()))?;
-        let mut placements = Vec::with_capacity(self.tree.len());
-        for i in 0..self.tree.len() {
-            let (bb, ioff) = self.inode_pos[i].expect("every node placed");
-            let inode_offset = self.alloc.addr(bb).expect("mapped") * B + ioff;
-            let tail_len = self.sizes[i] % B;
-            let tail_offset = self.tail_pos[i]
-                .map(|(tbb, toff)| self.alloc.addr(tbb).expect("mapped") * B + toff);
-            placements.push(Placement {
-                ino: self.inos[i],
-                nid: inode_offset >> ISLOT_BITS,
-                inode_offset,
-                first_block: self.data_pos[i],
-                full_blocks: self.sizes[i] / B,
-                tail_offset,
-                tail_len: if tail_offset.is_some() { tail_len } else { 0 },
-            });
-        }
-        let root_nid = placements[0].nid;
-        let mut layout = Layout {
-            superblock: Superblock {
-                checksum: 0,
-                feature_compat: FEATURE_COMPAT_SB_CHKSUM | FEATURE_COMPAT_MTIME,
-                blkszbits: BLOCK_SIZE_BITS,
-                sb_extslots: 0,
-                root_nid: root_nid as u16,
-                inos: u64::from(self.ino),
-                build_time: 0,
-                build_time_nsec: 0,
-                blocks: blocks32,
-                meta_blkaddr: 0,
-                xattr_blkaddr: 0,
-                uuid,
-            },
-            placements,
-            meta: BTreeMap::new(),
-            tails: BTreeMap::new(),
-            file_runs: Vec::new(),
-        };
-        layout.put(SUPERBLOCK_OFFSET, &layout.superblock.encode());
-        for i in 0..self.tree.len() {
-            let id = NodeId(i);
-            let node = self.tree.node(id);
-            let pl = layout.placements[i].clone();
-            let (mode, is_dir) = match node.kind {
-                NodeKind::Dir { .. } => (S_IFDIR | node.perm, true),
-                NodeKind::File { .. } => (S_IFREG | node.perm, false),
-            };
-            let size = self.sizes[i];
-            let raw_blkaddr = match (pl.first_block, pl.tail_offset) {
-                (Some(b), _) => b as u32,
-                (None, Some(off)) if self.layouts[i] == LAYOUT_FLAT_PLAIN => (off / B) as u32,
-                (None, Some(_)) => NULL_ADDR,
-                (None, None) => 0,
-            };
-            let inode = Inode {
-                extended: size > u64::from(u32::MAX),
-                layout: self.layouts[i],
-                mode,
-                nlink: self.nlinks[i],
-                size,
-                raw_blkaddr,
-                ino: pl.ino,
-            };
-            layout.put(pl.inode_offset, &inode.encode());
-            if is_dir {
-                layout.put_dir(&self.sorted[i], &pl);
-            } else {
-                if let (Some(first), true) = (pl.first_block, pl.full_blocks > 0) {
-                    layout.file_runs.push((first, pl.full_blocks, id));
+        let decided = (0..self.tree.len())
+            .map(|i| {
+                let (bb, ioff) = self.inode_pos[i].expect("every node placed");
+                Decided {
+                    ino: self.inos[i],
+                    inode_offset: self.alloc.addr(bb).expect("mapped") * B + ioff,
+                    first_block: self.data_pos[i],
+                    tail_offset: self.tail_pos[i]
+                        .map(|(tbb, toff)| self.alloc.addr(tbb).expect("mapped") * B + toff),
+                    layout: self.layouts[i],
+                    nlink: self.nlinks[i],
+                    size: self.sizes[i],
                 }
-                if let Some(off) = pl.tail_offset {
-                    layout
-                        .tails
-                        .entry(off / B)
-                        .or_default()
-                        .push(((off % B) as usize, id));
-                    // A tail block exists as a metadata block even if it
-                    // holds nothing else: make sure it is composed.
-                    layout.meta.entry(off / B).or_default();
-                }
-            }
-        }
-        layout.file_runs.sort_unstable();
-        Ok(layout)
+            })
+            .collect();
+        assemble(
+            self.tree,
+            decided,
+            &self.sorted,
+            u64::from(self.ino),
+            self.alloc.tail(),
+            uuid,
+        )
     }
 }
 
@@ -345,9 +406,9 @@ impl Layout {
         }
     }
 
-    fn put_dir(&mut self, entries: &[(Vec<u8>, NodeId, u8)], pl: &Placement) {
+    fn put_dir(&mut self, entries: &[DirEntry], pl: &Placement) {
         // Split into pieces exactly like the size rule (§3).
-        let mut pieces: Vec<&[(Vec<u8>, NodeId, u8)]> = Vec::new();
+        let mut pieces: Vec<&[DirEntry]> = Vec::new();
         let (mut start, mut used) = (0usize, 0u64);
         for (i, (name, _, _)) in entries.iter().enumerate() {
             let l = Dirent::SIZE as u64 + name.len() as u64;

@@ -1,10 +1,10 @@
-//! Differential test of the planner against the real `mkfs.erofs` 1.5:
-//! random trees are written to disk, packed by both, and compared byte for
-//! byte. Fails (not skips) when the tool is missing and
-//! `MPK_REQUIRE_TOOLS=1`.
+//! Differential test of both layout models against the real `mkfs.erofs`
+//! 1.5 (on PATH) and 1.8.6 (`$MPK_MKFS_EROFS_186`): random trees are written
+//! to disk, packed by both, and compared byte for byte. Fails (not skips)
+//! when a tool is missing and `MPK_REQUIRE_TOOLS=1`.
 
 use mpk_erofs::reader::Image;
-use mpk_erofs::{NodeId, NodeKind, Tree, plan};
+use mpk_erofs::{Mkfs, NodeId, NodeKind, Tree, plan_for};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -17,8 +17,28 @@ const UUID: [u8; 16] = [
 ];
 const UUID_STR: &str = "905785b4-b198-5ed6-b97d-e7c36a0be1df";
 
-fn mkfs() -> Option<PathBuf> {
-    mpk_testutil::tool("mkfs.erofs")
+/// A reference mkfs.erofs and the model that must match it.
+struct Ref {
+    path: PathBuf,
+    mkfs: Mkfs,
+    /// `--workers=` for 1.8.6 (the layout must not depend on it).
+    workers: u32,
+}
+
+fn mkfs15() -> Option<Ref> {
+    mpk_testutil::tool("mkfs.erofs").map(|path| Ref {
+        path,
+        mkfs: Mkfs::V1_5,
+        workers: 0,
+    })
+}
+
+fn mkfs186() -> Option<Ref> {
+    mpk_testutil::tool_from_env("MPK_MKFS_EROFS_186", "1.8.6").map(|path| Ref {
+        path,
+        mkfs: Mkfs::V1_8_6,
+        workers: 1,
+    })
 }
 
 /// Content of file `seed` with `size` bytes (deterministic).
@@ -118,22 +138,22 @@ fn write_tree(g: &Gen, root: &Path) {
     rec(g, Tree::ROOT, root);
 }
 
-fn assemble(g: &Gen) -> Vec<u8> {
-    plan(&g.tree, UUID)
+fn assemble(g: &Gen, mkfs: Mkfs) -> Vec<u8> {
+    plan_for(mkfs, &g.tree, UUID)
         .expect("plan")
         .to_bytes(|n| g.contents[&n.0].as_slice())
 }
 
-fn reference(tool: &Path, dir: &Path, out: &Path) -> Vec<u8> {
-    let st = Command::new(tool)
-        .env_remove("SOURCE_DATE_EPOCH")
+fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
+    let mut cmd = Command::new(&tool.path);
+    cmd.env_remove("SOURCE_DATE_EPOCH")
         .arg("--all-root")
         .arg("-T0")
-        .arg(format!("-U{UUID_STR}"))
-        .arg(out)
-        .arg(dir)
-        .output()
-        .unwrap();
+        .arg(format!("-U{UUID_STR}"));
+    if tool.mkfs == Mkfs::V1_8_6 {
+        cmd.arg("-b4096").arg(format!("--workers={}", tool.workers));
+    }
+    let st = cmd.arg(out).arg(dir).output().unwrap();
     assert!(st.status.success(), "mkfs.erofs failed: {st:?}");
     std::fs::read(out).unwrap()
 }
@@ -145,15 +165,16 @@ fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
         .or_else(|| (a.len() != b.len()).then(|| a.len().min(b.len())))
 }
 
-fn check(seed: u64, g: &Gen, tool: &Path) {
+fn check(seed: u64, g: &Gen, tool: &Ref) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("root");
     write_tree(g, &dir);
     let want = reference(tool, &dir, &tmp.path().join("ref.img"));
-    let got = assemble(g);
+    let got = assemble(g, tool.mkfs);
     if let Some(off) = first_diff(&got, &want) {
         panic!(
-            "seed {seed}: image differs from mkfs.erofs at byte {off} (block {}, +{}); lengths {} vs {}",
+            "{:?} seed {seed}: image differs from mkfs.erofs at byte {off} (block {}, +{}); lengths {} vs {}",
+            tool.mkfs,
             off / 4096,
             off % 4096,
             got.len(),
@@ -178,17 +199,37 @@ fn check(seed: u64, g: &Gen, tool: &Path) {
 }
 
 #[test]
-fn random_trees_match_mkfs_erofs() {
-    let Some(tool) = mkfs() else { return };
+fn random_trees_match_mkfs_erofs_15() {
+    let Some(tool) = mkfs15() else { return };
+    random_trees(&tool);
+}
+
+#[test]
+fn random_trees_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    random_trees(&tool);
+}
+
+fn random_trees(tool: &Ref) {
     for seed in 0..60u64 {
         let max = if seed % 10 == 0 { 1500 } else { 120 };
-        check(seed, &gen_tree(seed, max), &tool);
+        check(seed, &gen_tree(seed, max), tool);
     }
 }
 
 #[test]
-fn edge_cases_match_mkfs_erofs() {
-    let Some(tool) = mkfs() else { return };
+fn edge_cases_match_mkfs_erofs_15() {
+    let Some(tool) = mkfs15() else { return };
+    edge_cases(&tool);
+}
+
+#[test]
+fn edge_cases_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    edge_cases(&tool);
+}
+
+fn edge_cases(tool: &Ref) {
     let mut cases: Vec<Gen> = Vec::new();
     // Empty root.
     cases.push(Gen {
@@ -248,6 +289,306 @@ fn edge_cases_match_mkfs_erofs() {
         contents: HashMap::from([(f.0, vec![1, 2, 3])]),
     });
     for (i, g) in cases.iter().enumerate() {
-        check(1000 + i as u64, g, &tool);
+        check(1000 + i as u64, g, tool);
     }
+}
+
+/// A folder of files of `base + t` bytes for every tail size `t`.
+fn every_tail(g: &mut Gen, parent: NodeId, base: u64) {
+    for t in 0..4096u64 {
+        let sz = base + t;
+        let f = g
+            .tree
+            .add_file(parent, format!("t{t:04}").as_bytes(), 0o644, sz)
+            .unwrap();
+        g.contents.insert(f.0, content(sz, sz));
+    }
+}
+
+fn every_tail_tree() -> Gen {
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let a = g.tree.add_dir(Tree::ROOT, b"a", 0o755).unwrap();
+    every_tail(&mut g, a, 0);
+    let b = g.tree.add_dir(Tree::ROOT, b"b", 0o755).unwrap();
+    every_tail(&mut g, b, 4096);
+    g
+}
+
+#[test]
+fn every_tail_size_matches_mkfs_erofs_15() {
+    let Some(tool) = mkfs15() else { return };
+    check(2000, &every_tail_tree(), &tool);
+}
+
+#[test]
+fn every_tail_size_matches_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    check(2000, &every_tail_tree(), &tool);
+}
+
+/// Wide (one folder of 5,000 entries), deep (200 nested folders, each with
+/// a file) and flat-and-empty (2,000 empty files and folders) trees.
+fn shapes() -> Vec<Gen> {
+    let mut out = Vec::new();
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let mut r = StdRng::seed_from_u64(7);
+    for i in 0..5000u64 {
+        let nm = format!("{i:05}-{}", "w".repeat(r.gen_range(0..40)));
+        if i % 9 == 0 {
+            g.tree.add_dir(Tree::ROOT, nm.as_bytes(), 0o755).unwrap();
+        } else {
+            let sz = size(&mut r);
+            let f = g
+                .tree
+                .add_file(Tree::ROOT, nm.as_bytes(), 0o644, sz)
+                .unwrap();
+            g.contents.insert(f.0, content(i, sz));
+        }
+    }
+    out.push(g);
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let mut d = Tree::ROOT;
+    for i in 0..200u64 {
+        d = g
+            .tree
+            .add_dir(d, format!("d{i}").as_bytes(), 0o755)
+            .unwrap();
+        let f = g.tree.add_file(d, b"f", 0o644, i * 100).unwrap();
+        g.contents.insert(f.0, content(i, i * 100));
+    }
+    out.push(g);
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    for i in 0..1000u64 {
+        let f = g
+            .tree
+            .add_file(Tree::ROOT, format!("e{i}").as_bytes(), 0o644, 0)
+            .unwrap();
+        g.contents.insert(f.0, Vec::new());
+        g.tree
+            .add_dir(Tree::ROOT, format!("E{i}").as_bytes(), 0o755)
+            .unwrap();
+    }
+    out.push(g);
+    out
+}
+
+#[test]
+fn wide_deep_flat_match_mkfs_erofs_15() {
+    let Some(tool) = mkfs15() else { return };
+    for (i, g) in shapes().iter().enumerate() {
+        check(3000 + i as u64, g, &tool);
+    }
+}
+
+#[test]
+fn wide_deep_flat_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    for (i, g) in shapes().iter().enumerate() {
+        check(3000 + i as u64, g, &tool);
+    }
+}
+
+/// Erofs-utils 1.8.6 says its worker count never changes the bytes: large
+/// multi-file trees packed with 1, 2, 3 and 8 workers all match the model
+/// (which has no worker count).
+#[test]
+fn worker_count_does_not_change_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    for seed in 0..3u64 {
+        let g = gen_tree(500 + seed, 3000);
+        for workers in [1, 2, 3, 8] {
+            let tool = Ref {
+                path: tool.path.clone(),
+                mkfs: tool.mkfs,
+                workers,
+            };
+            check(500 + seed, &g, &tool);
+        }
+    }
+}
+
+/// Names 1.5 cannot store and 1.8.6 can: 255 bytes, `lost+found` and
+/// names beginning with it (kept, with their subtrees).
+fn names_tree() -> Gen {
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let lf = g.tree.add_dir(Tree::ROOT, b"lost+found", 0o755).unwrap();
+    let add = |g: &mut Gen, parent: NodeId, name: &[u8], sz: u64| {
+        let f = g.tree.add_file(parent, name, 0o644, sz).unwrap();
+        g.contents.insert(f.0, content(sz, sz));
+    };
+    add(&mut g, lf, b"x", 10);
+    add(&mut g, Tree::ROOT, b"lost+found2", 5000);
+    add(&mut g, Tree::ROOT, "n".repeat(255).as_bytes(), 100);
+    add(&mut g, Tree::ROOT, "n".repeat(254).as_bytes(), 200);
+    let sub = g.tree.add_dir(Tree::ROOT, b"sub", 0o755).unwrap();
+    add(&mut g, sub, "é".repeat(127).as_bytes(), 3);
+    g
+}
+
+#[test]
+fn names_1_5_cannot_store_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    check(4000, &names_tree(), &tool);
+}
+
+#[test]
+fn names_1_5_cannot_store_are_refused_for_1_5() {
+    // Each of them alone is refused by the 1.5 model, naming it.
+    for (name, culprit) in [
+        ("lost+found".to_string(), "lost+found"),
+        ("lost+found.txt".to_string(), "lost+found.txt"),
+        ("n".repeat(255), "nnnn"),
+    ] {
+        let mut t = Tree::new(0o755);
+        t.add_file(Tree::ROOT, name.as_bytes(), 0o644, 1).unwrap();
+        let err = plan_for(Mkfs::V1_5, &t, UUID).unwrap_err().to_string();
+        assert!(err.contains(culprit), "{err}");
+        assert!(plan_for(Mkfs::V1_8_6, &t, UUID).is_ok());
+    }
+    // 256 bytes: no EROFS can store it.
+    let mut t = Tree::new(0o755);
+    assert!(t.add_file(Tree::ROOT, &[b'n'; 256], 0o644, 1).is_err());
+}
+
+/// Files over 4 GiB (extended inodes), sparse on disk: the model's
+/// metadata blocks and the first and last block of every file run are
+/// compared with the reference image (the rest is the file's zeros). A
+/// 4040-byte tail does not fit beside a 64-byte inode: a tail block.
+fn check_sparse(tool: &Ref, tails: &[u64]) {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("root");
+    std::fs::create_dir(&dir).unwrap();
+    let mut tree = Tree::new(0o755);
+    let mut paths = HashMap::new();
+    for (i, &t) in tails.iter().enumerate() {
+        let sz = (1u64 << 32) + t;
+        let name = format!("big{i}");
+        let p = dir.join(&name);
+        let mut f = std::fs::File::create(&p).unwrap();
+        f.set_len(sz).unwrap();
+        // Some bytes at the start and in the tail, the rest holes.
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(sz - t.min(9))).unwrap();
+        f.write_all(&b"tailbytes"[..t.min(9) as usize]).unwrap();
+        let id = tree
+            .add_file(Tree::ROOT, name.as_bytes(), 0o644, sz)
+            .unwrap();
+        paths.insert(id.0, p);
+        let small = format!("small{i}");
+        std::fs::write(dir.join(&small), content(i as u64, 3000)).unwrap();
+        let id = tree
+            .add_file(Tree::ROOT, small.as_bytes(), 0o644, 3000)
+            .unwrap();
+        paths.insert(id.0, dir.join(&small));
+    }
+    let out = tmp.path().join("ref.img");
+    let mut cmd = Command::new(&tool.path);
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .args(["--all-root", "-T0", &format!("-U{UUID_STR}")]);
+    if tool.mkfs == Mkfs::V1_8_6 {
+        cmd.arg("-b4096").arg(format!("--workers={}", tool.workers));
+    }
+    let st = cmd.arg(&out).arg(&dir).output().unwrap();
+    assert!(st.status.success(), "mkfs.erofs failed: {st:?}");
+    let img = std::fs::File::open(&out).unwrap();
+    let layout = plan_for(tool.mkfs, &tree, UUID).unwrap();
+    assert_eq!(img.metadata().unwrap().len(), layout.image_len(), "length");
+    let block_at = |f: &std::fs::File, off: u64| {
+        let mut b = vec![0u8; 4096];
+        f.read_exact_at(&mut b, off).unwrap();
+        b
+    };
+    for e in layout.extents() {
+        match e {
+            mpk_erofs::Extent::Meta { image_block, count } => {
+                for b in image_block..image_block + count {
+                    let want = block_at(&img, b * 4096);
+                    let got = layout
+                        .meta_block(b, |n, dst: &mut [u8]| -> std::io::Result<()> {
+                            let f = std::fs::File::open(&paths[&n.0])?;
+                            let len = f.metadata()?.len();
+                            f.read_exact_at(dst, len - dst.len() as u64)
+                        })
+                        .unwrap();
+                    assert!(*got == *want, "{:?} sparse: block {b} differs", tool.mkfs);
+                }
+            }
+            mpk_erofs::Extent::File {
+                node,
+                image_block,
+                count,
+                ..
+            } => {
+                let f = std::fs::File::open(&paths[&node.0]).unwrap();
+                for k in [0, count - 1] {
+                    let want = block_at(&f, k * 4096);
+                    assert_eq!(
+                        block_at(&img, (image_block + k) * 4096),
+                        want,
+                        "{:?} sparse: block {k} of a file run",
+                        tool.mkfs
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sparse_files_over_4gib_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    check_sparse(&tool, &[4040]);
+}
+
+/// 100,000 small files (every tail inline) in 100 folders.
+fn hundred_thousand() -> Gen {
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let mut r = StdRng::seed_from_u64(100_000);
+    for d in 0..100u64 {
+        let dir = g
+            .tree
+            .add_dir(Tree::ROOT, format!("shard-{d:03}").as_bytes(), 0o755)
+            .unwrap();
+        for i in 0..1000u64 {
+            let sz = r.gen_range(0..300);
+            let f = g
+                .tree
+                .add_file(dir, format!("f{i:04}.bin").as_bytes(), 0o644, sz)
+                .unwrap();
+            g.contents.insert(f.0, content(d * 1000 + i, sz));
+        }
+    }
+    g
+}
+
+#[test]
+fn hundred_thousand_files_match_mkfs_erofs_15() {
+    let Some(tool) = mkfs15() else { return };
+    check(5000, &hundred_thousand(), &tool);
+}
+
+#[test]
+fn hundred_thousand_files_match_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    check(5000, &hundred_thousand(), &tool);
 }

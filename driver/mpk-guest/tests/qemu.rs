@@ -271,6 +271,7 @@ fn setup() -> Result<Env, String> {
                 symlinks: mpk_pack::scan::Symlinks::Contained,
             },
             identity: IDENTITY.parse().map_err(|e| format!("{e}"))?,
+            schema: Default::default(),
             output: Utf8PathBuf::from(utf8(&good)?),
             threads: Some(1),
             force: true,

@@ -16,7 +16,8 @@ use mpk_hub::{HfCache, Hub, Lock};
 use mpk_model::Identity;
 use serde::Serialize;
 
-use crate::pack::{Backend, EncryptionReport, FileReport, PackInput, PackOptions, SCHEMA};
+use crate::Schema;
+use crate::pack::{Backend, EncryptionReport, FileReport, PackInput, PackOptions};
 
 /// Resolves the lock `build`/`reproduce` work from; without a lock file,
 /// locks now (writing to `cache` only when one is given).
@@ -73,12 +74,12 @@ pub struct Manifest {
     /// The reference (`.info` contents).
     pub reference: String,
     /// Image schema.
-    pub schema: &'static str,
+    pub schema: Schema,
     /// SHA-256 of the canonical lock.
     pub lock_digest: String,
     /// The lock's include list.
     pub include: Option<Vec<String>>,
-    /// Per file, in image order.
+    /// Per file, depth-first in byte order of names.
     pub files: Vec<FileReport>,
     /// With `--encrypt`: the container (its `encrypted_reference` is what
     /// `<commit>.info` holds; `reference` above stays the public one).
@@ -103,6 +104,8 @@ pub struct BuildOptions {
     pub threads: Option<usize>,
     /// Replace existing outputs.
     pub force: bool,
+    /// The schema (which mkfs.erofs the image is byte-identical to).
+    pub schema: Schema,
     /// Base image folders; a deployment document is written for each.
     pub bases: Vec<PathBuf>,
     /// With a key: `<commit>.empk` instead of `<commit>.mpk`.
@@ -166,6 +169,7 @@ pub fn build(
     let options = PackOptions {
         input: PackInput::Files(files),
         identity,
+        schema: a.schema,
         output: base.with_extension(if encrypt { "empk" } else { "mpk" }),
         threads: a.threads,
         force: a.force,
@@ -180,7 +184,7 @@ pub fn build(
         manifest: "mpk-manifest/1",
         identity: report.identity.clone(),
         reference: report.reference.clone(),
-        schema: SCHEMA,
+        schema: a.schema,
         lock_digest: lock.digest(),
         include: lock.include.clone(),
         files: report.files,

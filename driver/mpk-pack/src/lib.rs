@@ -21,8 +21,9 @@
 //! - [`input`]: whole input files read only when regular and bounded.
 //! - [`initrd`]: a base image's reproducible initrd.
 //! - [`verity_format`]: `veritysetup format`, byte for byte.
+//! - [`schema`]: the pack schemas (which mkfs.erofs the image matches).
 //! - [`hashing`], [`tools`]: per-file SHA-256; the reference pipeline
-//!   (mkfs.erofs 1.5 + veritysetup) for cross-checks.
+//!   (mkfs.erofs 1.5 or 1.8.6 + veritysetup) for cross-checks.
 //!
 //! Errors are `anyhow` errors naming the file, offset or field. A
 //! *negative finding* (the bytes were read and are not what they must be)
@@ -41,6 +42,7 @@ pub mod pack;
 pub mod pipeline;
 pub mod reproduce;
 pub mod scan;
+pub mod schema;
 pub mod tools;
 pub mod verify;
 pub mod verity_format;
@@ -52,6 +54,8 @@ pub mod verity_format;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Finding(pub String);
+
+pub use schema::Schema;
 
 impl Finding {
     /// A finding as an `anyhow` error.

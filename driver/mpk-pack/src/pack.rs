@@ -14,10 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileExt;
 
 use crate::output::Outputs;
-use crate::{Finding, Progress, pipeline, scan, tools};
-
-/// Name of the default (and so far only) schema.
-pub const SCHEMA: &str = "modelwrap-v1";
+use crate::{Finding, Progress, Schema, pipeline, scan, tools};
 
 /// How the image is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,7 +22,7 @@ pub enum Backend {
     /// mpk's own single-pass writer (default).
     #[default]
     Native,
-    /// The reference pipeline (mkfs.erofs 1.5 + veritysetup 2.6.1) on a
+    /// The reference pipeline (the schema's mkfs.erofs + veritysetup) on a
     /// normalised staging copy, for cross-checking.
     Tools,
 }
@@ -52,6 +49,8 @@ pub struct PackOptions {
     pub input: PackInput,
     /// The model identity; salt and UUID derive from it.
     pub identity: Identity,
+    /// The schema (which mkfs.erofs the image is byte-identical to).
+    pub schema: Schema,
     /// Output file: `.mpk`, or `.empk` with `key`. `OUT.info` goes beside it.
     pub output: Utf8PathBuf,
     /// Hashing threads (`None`: all cores). The output never depends on it.
@@ -99,11 +98,11 @@ pub struct PackReport {
     pub uuid: String,
     /// dm-verity salt, hex.
     pub salt: String,
-    /// Schema name.
-    pub schema: &'static str,
+    /// The schema.
+    pub schema: Schema,
     /// The model identity.
     pub identity: String,
-    /// Every regular file, in image order (depth-first, byte-sorted).
+    /// Every regular file, depth-first in byte order of names.
     pub files: Vec<FileReport>,
     /// With `--encrypt`: the encrypted container.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +139,7 @@ pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
     let PackOptions {
         input,
         identity,
+        schema,
         output,
         threads,
         force,
@@ -165,7 +165,7 @@ pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
         PackInput::Folder { dir, symlinks } => (scan::scan(dir.as_std_path(), symlinks)?, dir),
         PackInput::Files(scan) => (scan, Utf8PathBuf::from("the files")),
     };
-    let layout = mpk_erofs::plan(&scan.tree, *uuid.as_bytes())
+    let layout = mpk_erofs::plan_for(schema.mkfs(), &scan.tree, *uuid.as_bytes())
         .with_context(|| format!("cannot lay out `{what}`"))?;
     let threads = threads.unwrap_or(0);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -208,7 +208,7 @@ pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
             hash_offset: layout.image_len(),
             uuid,
         };
-        let mut report = report(&scan, &layout, &reference, &identity, &first.sha256);
+        let mut report = report(&scan, &layout, &reference, &identity, schema, &first.sha256);
         check_expected(&report, expected)?;
         let (cipher, container, enc) = crate::encrypted::pack_crypto(&key, &reference, &identity)?;
         drop(key);
@@ -257,7 +257,7 @@ pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
         }
         Backend::Tools => {
             let tmp = outputs.temp_mpk()?;
-            let root = tools::reference_pack(&scan, &identity, &tmp.path())?;
+            let root = tools::reference_pack(&scan, &identity, schema, &tmp.path())?;
             let sha256 = if hash_files {
                 crate::hashing::file_sha256s(&scan)?
             } else {
@@ -271,7 +271,7 @@ pub fn pack(o: PackOptions, progress: &dyn Progress) -> Result<PackReport> {
         hash_offset: layout.image_len(),
         uuid,
     };
-    let report = report(&scan, &layout, &reference, &identity, &sha256);
+    let report = report(&scan, &layout, &reference, &identity, schema, &sha256);
     check_expected(&report, expected)?;
     outputs.commit(mpk_tmp, &reference.to_string())?;
     Ok(report)
@@ -317,10 +317,12 @@ fn report(
     layout: &mpk_erofs::Layout,
     reference: &Reference,
     identity: &Identity,
+    schema: Schema,
     sha256: &HashMap<NodeId, [u8; 32]>,
 ) -> PackReport {
     let mut files = Vec::new();
-    // Image order: depth-first with byte-sorted children, as the planner walks.
+    // Depth-first with byte-sorted children (the 1.5 planner's image
+    // order; 1.8.6 places a folder's files before its subfolders' files).
     let mut stack = vec![mpk_erofs::Tree::ROOT];
     while let Some(id) = stack.pop() {
         match &scan.tree.node(id).kind {
@@ -347,7 +349,7 @@ fn report(
         hash_offset: reference.hash_offset,
         uuid: reference.uuid.to_string(),
         salt: hex::encode(identity.salt()),
-        schema: SCHEMA,
+        schema,
         identity: identity.to_string(),
         files,
         encryption: None,

@@ -10,7 +10,7 @@ use mpk_erofs::{NodeId, NodeKind};
 use mpk_model::{Identity, PackKind, Reference};
 use sha2::{Digest, Sha256};
 
-use crate::{Finding, Progress, scan};
+use crate::{Finding, Progress, Schema, scan};
 
 /// The content-derived revision of a folder: the first 20 bytes (40
 /// lowercase hex) of SHA-256 over `path NUL size NUL sha256hex LF` for
@@ -85,36 +85,117 @@ impl Comparison {
     }
 }
 
+/// Which schemas a reproduction tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schemas {
+    /// Exactly this one.
+    One(Schema),
+    /// Each of [`Schema::ALL`] in order until one matches the expected
+    /// reference (a reference does not name its schema). A schema whose
+    /// planned image length differs from the expected hash offset cannot
+    /// match and is not hashed at all.
+    Auto,
+}
+
+impl Default for Schemas {
+    fn default() -> Self {
+        Self::One(Schema::default())
+    }
+}
+
+/// A reproduced reference and the schema it was computed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reproduced {
+    /// The computed (plaintext) reference.
+    pub reference: Reference,
+    /// The schema that produced it: with [`Schemas::Auto`], the one that
+    /// matched, or the first one tried when none did.
+    pub schema: Schema,
+}
+
 /// The reference `mpk pack` would write for `dir`, computed without
-/// writing anything.
+/// writing anything, with the schema(s) `schemas` picks (`expect` is the
+/// expected reference `Schemas::Auto` compares with).
 pub fn reproduce_dir(
     dir: &std::path::Path,
     symlinks: scan::Symlinks,
     identity: &Identity,
+    schemas: Schemas,
+    expect: &Reference,
     threads: Option<usize>,
     progress: &dyn Progress,
-) -> Result<Reference> {
+) -> Result<Reproduced> {
     let scan = scan::scan(dir, symlinks)?;
-    reproduce_scan(&scan, identity, threads, progress, false)
+    reproduce_scan_as(&scan, identity, schemas, expect, threads, progress, false)
         .with_context(|| format!("cannot reproduce `{}`", dir.display()))
         .map(|(r, _)| r)
 }
 
-/// Streams `scan` through the layout and the hash tree with no output;
-/// returns the reference and (with `hash_files`) each file's SHA-256.
-pub fn reproduce_scan(
+/// Per file, its SHA-256 (when computed).
+type FileHashes = std::collections::HashMap<NodeId, [u8; 32]>;
+
+/// [`reproduce_scan`] with each schema `schemas` picks, in order, until
+/// one gives `expect` (compared as [`Comparison`] does).
+pub fn reproduce_scan_as(
     scan: &scan::Scan,
     identity: &Identity,
+    schemas: Schemas,
+    expect: &Reference,
     threads: Option<usize>,
     progress: &dyn Progress,
     hash_files: bool,
-) -> Result<(Reference, std::collections::HashMap<NodeId, [u8; 32]>)> {
+) -> Result<(Reproduced, FileHashes)> {
+    let uuid = *identity.uuid().as_bytes();
+    let candidates: Vec<Schema> = match schemas {
+        Schemas::One(s) => vec![s],
+        Schemas::Auto => {
+            // Planning is cheap (sizes only): keep the schemas whose image
+            // length is the expected hash offset, else try the first.
+            let fit: Vec<Schema> = Schema::ALL
+                .into_iter()
+                .filter(|s| {
+                    mpk_erofs::plan_for(s.mkfs(), &scan.tree, uuid)
+                        .is_ok_and(|l| l.image_len() == expect.hash_offset)
+                })
+                .collect();
+            if fit.is_empty() {
+                vec![Schema::ALL[0]]
+            } else {
+                fit
+            }
+        }
+    };
+    let mut first = None;
+    for schema in candidates {
+        let (reference, sha256) =
+            reproduce_scan(scan, identity, schema, threads, progress, hash_files)
+                .with_context(|| format!("schema {schema}"))?;
+        let got = Reproduced { reference, schema };
+        if Comparison::new(identity, reference, *expect).matches() {
+            return Ok((got, sha256));
+        }
+        first.get_or_insert((got, sha256));
+    }
+    Ok(first.expect("at least one schema tried"))
+}
+
+/// Streams `scan` through `schema`'s layout and the hash tree with no
+/// output; returns the reference and (with `hash_files`) each file's
+/// SHA-256.
+pub fn reproduce_scan(
+    scan: &scan::Scan,
+    identity: &Identity,
+    schema: Schema,
+    threads: Option<usize>,
+    progress: &dyn Progress,
+    hash_files: bool,
+) -> Result<(Reference, FileHashes)> {
     if threads == Some(0) {
         bail!("--threads must be at least 1");
     }
     let uuid = identity.uuid();
-    let layout =
-        mpk_erofs::plan(&scan.tree, *uuid.as_bytes()).context("cannot lay out the files")?;
+    let layout = mpk_erofs::plan_for(schema.mkfs(), &scan.tree, *uuid.as_bytes())
+        .context("cannot lay out the files")?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()
@@ -238,13 +319,17 @@ mod from_hub {
         cache: &HfCache,
         lock: &Lock,
         identity: &Identity,
+        schemas: Schemas,
+        expect: &Reference,
         threads: Option<usize>,
         progress: &dyn Progress,
-    ) -> Result<Reference> {
+    ) -> Result<Reproduced> {
         let blobs = verify_cached(cache, lock)
             .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
         let (scan, index) = blob_scan(lock, &blobs)?;
-        check_scan(&scan, &index, lock, identity, threads, progress)
+        check_scan(
+            &scan, &index, lock, identity, schemas, expect, threads, progress,
+        )
     }
 
     /// The tree of `lock`'s files read in place from `blobs` (one verified
@@ -278,26 +363,34 @@ mod from_hub {
         hub: std::sync::Arc<Hub>,
         lock: &Lock,
         identity: &Identity,
+        schemas: Schemas,
+        expect: &Reference,
         threads: Option<usize>,
         progress: &dyn Progress,
-    ) -> Result<Reference> {
+    ) -> Result<Reproduced> {
         let (scan, index) = remote_scan(hub, lock)?;
-        check_scan(&scan, &index, lock, identity, threads, progress)
+        check_scan(
+            &scan, &index, lock, identity, schemas, expect, threads, progress,
+        )
     }
 
     /// Streams `scan` (built from `lock`) through the layout and the hash
     /// tree; each file's SHA-256, computed in the same pass, must equal the
     /// lock's (`index` gives each node's file in the lock).
+    #[allow(clippy::too_many_arguments)]
     fn check_scan(
         scan: &scan::Scan,
         index: &[Option<usize>],
         lock: &Lock,
         identity: &Identity,
+        schemas: Schemas,
+        expect: &Reference,
         threads: Option<usize>,
         progress: &dyn Progress,
-    ) -> Result<Reference> {
-        let (reference, sha256) = reproduce_scan(scan, identity, threads, progress, true)
-            .with_context(|| format!("cannot reproduce {}", lock.identity))?;
+    ) -> Result<Reproduced> {
+        let (reference, sha256) =
+            reproduce_scan_as(scan, identity, schemas, expect, threads, progress, true)
+                .with_context(|| format!("cannot reproduce {}", lock.identity))?;
         for (i, j) in index.iter().enumerate() {
             let Some(f) = j.map(|j| &lock.files[j]) else {
                 continue;

@@ -111,6 +111,7 @@ fn options(f: &Folder, key: Option<[u8; 64]>) -> (PackOptions, PathBuf) {
             symlinks: Symlinks::Contained,
         },
         identity: ID.parse().unwrap(),
+        schema: Default::default(),
         output: Utf8PathBuf::from_path_buf(out.clone()).unwrap(),
         threads: Some(2),
         force: false,
@@ -256,7 +257,9 @@ fn a_tail_that_reads_differently_the_second_time_fails() {
     // Consistent reads: the tail is read twice (image, SHA-256) and the
     // file's hash is that of its bytes.
     let (s, remote) = remote_scan(&data, usize::MAX);
-    let (_, sums) = mpk_pack::reproduce::reproduce_scan(&s, &id, Some(1), &Silent, true).unwrap();
+    let (_, sums) =
+        mpk_pack::reproduce::reproduce_scan(&s, &id, Default::default(), Some(1), &Silent, true)
+            .unwrap();
     assert_eq!(remote.reads_at.load(Ordering::SeqCst), 2);
     assert_eq!(
         sums.values().next().unwrap(),
@@ -264,7 +267,9 @@ fn a_tail_that_reads_differently_the_second_time_fails() {
     );
     // The second read differs: refused, naming the file and the offset.
     let (s, _) = remote_scan(&data, 2);
-    let e = mpk_pack::reproduce::reproduce_scan(&s, &id, Some(1), &Silent, true).unwrap_err();
+    let e =
+        mpk_pack::reproduce::reproduce_scan(&s, &id, Default::default(), Some(1), &Silent, true)
+            .unwrap_err();
     let e = format!("{e:#}");
     assert!(
         e.contains("w.bin") && e.contains("read differently") && e.contains("8192"),

@@ -26,6 +26,7 @@ fn run(a: &Args, expected: Option<&BTreeMap<String, String>>) -> anyhow::Result<
                 symlinks: Symlinks::Contained,
             },
             identity: ID.parse().unwrap(),
+            schema: Default::default(),
             output: a.output.clone(),
             threads: Some(2),
             force: false,
@@ -153,10 +154,14 @@ fn what_pack_writes_verify_accepts_and_a_flip_is_a_finding() {
         args.dir.as_std_path(),
         Symlinks::Contained,
         &id,
+        Default::default(),
+        &r,
         Some(2),
         &Silent,
     )
     .unwrap();
+    assert_eq!(again.schema, mpk_pack::Schema::ModelwrapV1);
+    let again = again.reference;
     assert_eq!(again, r);
     let c = mpk_pack::reproduce::Comparison::new(&id, again, r);
     assert!(c.matches() && c.check().is_ok());

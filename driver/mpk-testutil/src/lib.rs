@@ -142,3 +142,26 @@ pub fn lcg_bytes(seed: u64, n: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Finds a reference tool named by the environment variable `var` (a path,
+/// e.g. `MPK_MKFS_EROFS_186` as `.ci/run` exports it) and checks that
+/// `TOOL --version` prints `version`. Same rule as [`tool`]: `None` (the
+/// caller skips) when unset, missing or another version; a panic when
+/// `MPK_REQUIRE_TOOLS=1`.
+pub fn tool_from_env(var: &str, version: &str) -> Option<PathBuf> {
+    let Some(path) = std::env::var_os(var).map(PathBuf::from) else {
+        return missing(format!(
+            "`{var}` is not set (the path of a reference tool {version})"
+        ));
+    };
+    let out = Command::new(&path).arg("--version").output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains(version) => Some(path),
+        Ok(o) => missing(format!(
+            "`{var}`={} is not version {version}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stdout).trim()
+        )),
+        Err(e) => missing(format!("`{var}`={} cannot run: {e}", path.display())),
+    }
+}

@@ -32,6 +32,8 @@
 #   - stdenv.mkDerivation of erofs-utils / cryptsetup wraps the host's Debian
 #     packages (bookworm ships exactly erofs-utils 1.5 and cryptsetup 2.6.1)
 #     after checking their versions; their `src` is instantiated, not built;
+#     erofs-utils 1.8.6 (not in bookworm) is ./mkfs.erofs-1.8.6, which the
+#     test copies here (Debian trixie's, from $MPK_MKFS_EROFS_186);
 #   - other packages are empty placeholders;
 #   - fetchurl's builder fetches a https://huggingface.co/ URL from
 #     $HF_ENDPOINT when that is set (see ./fetchurl-builder.sh).
@@ -145,7 +147,18 @@
       hostTools = {
         erofs-utils =
           args:
-          hostTool {
+          if args.version == "1.8.6" then
+            mkDerivation {
+              name = builtins.seq args.src.drvPath "erofs-utils-1.8.6-host";
+              buildCommand = ''
+                v=$(${./mkfs.erofs-1.8.6} --version | head -n1)
+                [ "$v" = "mkfs.erofs (erofs-utils) 1.8.6" ] || { echo "not 1.8.6: $v" >&2; exit 1; }
+                mkdir -p $out/bin
+                ln -s ${./mkfs.erofs-1.8.6} $out/bin/mkfs.erofs
+              '';
+            }
+          else
+            hostTool {
             inherit (args) pname version src;
             bins = [
               "mkfs.erofs"

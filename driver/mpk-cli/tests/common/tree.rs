@@ -6,7 +6,8 @@
 //!   sort around `.`/`..`, UTF-8 names, long names, deep nesting.
 //! * [`reference_pack`]: the Modelwrap schema 1 reference pipeline
 //!   (`mkfs.erofs` 1.5 + `veritysetup format`) run on an honest normalised
-//!   staging copy of a tree.
+//!   staging copy of a tree; [`reference_pack_as`] for either schema
+//!   (schema 2: `mkfs.erofs` 1.8.6 from `$MPK_MKFS_EROFS_186`).
 //! * [`compare_files`]: byte comparison that reports the first differing
 //!   offset and block instead of a giant diff.
 //! * [`mpk_pack`]: runs `mpk pack` (the binary under test).
@@ -574,7 +575,42 @@ fn run_checked(cmd: &mut Command, what: &str) -> Output {
 /// `<root>_<H>_<uuid>`. Returns `None` (skip) when a tool is missing, which
 /// panics instead under `MPK_REQUIRE_TOOLS=1`.
 pub fn reference_pack(dir: &Path, identity: &str, out: &Path) -> Option<String> {
-    let mkfs = super::tool("mkfs.erofs")?;
+    reference_pack_as(Schema::V1, dir, identity, out)
+}
+
+/// A Modelwrap schema and its reference mkfs.erofs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// `mkfs.erofs` 1.5 from PATH.
+    V1,
+    /// `mkfs.erofs` 1.8.6 from `$MPK_MKFS_EROFS_186`, run with `-b4096
+    /// --workers=2`.
+    V2,
+}
+
+impl Schema {
+    /// The schema an `mpk pack` argument list asks for.
+    pub fn of_args(extra: &[&str]) -> Self {
+        if extra.windows(2).any(|w| w == ["--schema", "modelwrap-v2"]) {
+            Schema::V2
+        } else {
+            Schema::V1
+        }
+    }
+
+    /// The reference mkfs.erofs and its extra arguments (`None`: skip).
+    pub fn mkfs(self) -> Option<(PathBuf, Vec<String>)> {
+        match self {
+            Schema::V1 => super::tool("mkfs.erofs").map(|p| (p, Vec::new())),
+            Schema::V2 => mpk_testutil::tool_from_env("MPK_MKFS_EROFS_186", "1.8.6")
+                .map(|p| (p, vec!["-b4096".into(), "--workers=2".into()])),
+        }
+    }
+}
+
+/// [`reference_pack`] with `schema`'s mkfs.erofs.
+pub fn reference_pack_as(schema: Schema, dir: &Path, identity: &str, out: &Path) -> Option<String> {
+    let mkfs = schema.mkfs()?;
     let veritysetup = super::tool("veritysetup")?;
     let scratch = tempfile::tempdir().expect("tempdir");
     let stage = scratch.path().join("stage");
@@ -592,7 +628,7 @@ pub fn reference_pack(dir: &Path, identity: &str, out: &Path) -> Option<String> 
 /// As [`reference_pack`], but on `dir` exactly as it is (no staging copy):
 /// for trees that are normalised already and too big to copy cheaply.
 pub fn reference_pack_unstaged(dir: &Path, identity: &str, out: &Path) -> Option<String> {
-    let mkfs = super::tool("mkfs.erofs")?;
+    let mkfs = Schema::V1.mkfs()?;
     let veritysetup = super::tool("veritysetup")?;
     let scratch = tempfile::tempdir().expect("tempdir");
     Some(reference_pack_staged(
@@ -606,7 +642,7 @@ pub fn reference_pack_unstaged(dir: &Path, identity: &str, out: &Path) -> Option
 }
 
 fn reference_pack_staged(
-    mkfs: &Path,
+    (mkfs, mkfs_args): &(PathBuf, Vec<String>),
     veritysetup: &Path,
     stage: &Path,
     identity: &str,
@@ -622,6 +658,7 @@ fn reference_pack_staged(
             .arg("--all-root")
             .arg("-T0")
             .arg(format!("-U{uuid}"))
+            .args(mkfs_args)
             .arg(out)
             .arg(stage),
         "mkfs.erofs",
@@ -759,8 +796,9 @@ pub fn compare_files(
     }
 }
 
-/// Packs `dir` with both the reference pipeline and `mpk pack` (into two
-/// folders under `work`) and compares `.mpk`, `.info` and stdout. Returns
+/// Packs `dir` with both the reference pipeline (of the schema `extra`
+/// names with `--schema`) and `mpk pack` (into two folders under `work`)
+/// and compares `.mpk`, `.info` and stdout. Returns
 /// `Ok(None)` when the reference tools are missing (skip), `Ok(Some(ref))`
 /// on equality, `Err(description)` otherwise.
 pub fn differential(
@@ -775,7 +813,7 @@ pub fn differential(
     fs::create_dir_all(&mpk_dir).expect("mkdir");
     let ref_out = ref_dir.join("model.mpk");
     let t0 = Instant::now();
-    let Some(reference) = reference_pack(dir, identity, &ref_out) else {
+    let Some(reference) = reference_pack_as(Schema::of_args(extra), dir, identity, &ref_out) else {
         return Ok(None);
     };
     let t1 = Instant::now();
