@@ -81,11 +81,13 @@ impl Env {
         });
         assert!(images.is_empty(), "left behind: {images:?}");
         walk(&self.cache(), &mut |p| {
-            assert!(
-                !p.to_string_lossy().ends_with(".incomplete"),
-                "partial blob left: {}",
-                p.display()
-            );
+            for ext in [".incomplete", ".mpk-partial", ".mpk-ranges"] {
+                assert!(
+                    !p.to_string_lossy().ends_with(ext),
+                    "partial blob left: {}",
+                    p.display()
+                );
+            }
             if p.parent().is_some_and(|d| d.ends_with("blobs")) {
                 let name = p.file_name().unwrap().to_str().unwrap().to_owned();
                 let data = std::fs::read(p).unwrap();
@@ -495,12 +497,10 @@ fn fault_500_then_ok_and_dropped_connection_resumes() {
     let o = e.build(&["--lock", l.to_str().unwrap()]);
     ok(&o);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("resuming   tökenizer.json at byte 4000"),
-        "{err}"
-    );
+    // The range resumes from the byte it reached, on its own.
+    assert!(err.contains("retrying   tökenizer.json"), "{err}");
     assert!(err.contains("HTTP 500"), "{err}");
-    assert!(e.hub.log().iter().any(|l| l.ends_with("range=4000-")));
+    assert!(e.hub.log().iter().any(|l| l.ends_with("range=4000-8999")));
 }
 
 #[test]
@@ -764,7 +764,7 @@ fn reproduce_stream_survives_a_dropped_connection_and_a_500() {
     ]);
     assert_eq!(ok(&o), r);
     assert!(
-        e.hub.log().iter().any(|l| l.ends_with("range=100000-")),
+        e.hub.log().iter().any(|l| l.contains("range=100000-")),
         "resumed with a Range request: {:?}",
         e.hub.log()
     );
