@@ -829,3 +829,104 @@ fn json_outputs_of_build_and_reproduce() {
     assert_eq!(v["match"], false);
     assert_eq!(v["expected"], wrong.as_str());
 }
+
+/// Issue 16: a model whose shards span several 8 MiB ranges.
+fn big_model() -> Vec<(&'static str, Vec<u8>, bool)> {
+    vec![
+        ("config.json", b"{\"big\": true}\n".to_vec(), false),
+        ("model-1.safetensors", bytes(21, (20 << 20) + 4321), true),
+        ("model-2.safetensors", bytes(22, (9 << 20) + 7), true),
+        ("tokenizer.json", bytes(23, 50_000), false),
+    ]
+}
+
+#[test]
+fn ranges_and_connections_give_the_same_results() {
+    let e = Env::new();
+    e.hub.put("acme/big", "main", C1, big_model());
+    let id = format!("acme/big@{C1}");
+    let local = e.tmp.path().join("local");
+    write_model(&local, &big_model());
+    let reference = pack_local(&local, &id, &e.tmp.path().join("local.mpk"));
+    let lockf = e.tmp.path().join("big.lock.json");
+    ok(&e.run(&["lock", "acme/big", "-o", lockf.to_str().unwrap(), "-q"]));
+    let l = lockf.to_str().unwrap();
+    for n in ["1", "2", "16"] {
+        // Reproduce: every connection count gives the reference, and
+        // nothing is written.
+        std::fs::remove_dir_all(e.cache()).unwrap();
+        let o = e.run(&[
+            "reproduce",
+            "--lock",
+            l,
+            "--expect",
+            &reference,
+            "-q",
+            "--connections",
+            n,
+        ]);
+        assert_eq!(ok(&o), reference, "{n} connections");
+        assert!(
+            blobs_in_cache(&e).is_empty(),
+            "{n}: {:?}",
+            blobs_in_cache(&e)
+        );
+        // Fetch (here through MPK_CONNECTIONS): the same verified files.
+        let o = e
+            .mpk()
+            .env("MPK_CONNECTIONS", n)
+            .args(["fetch", l, "-q"])
+            .output()
+            .unwrap();
+        let snap = PathBuf::from(ok(&o));
+        for (p, d, _) in big_model() {
+            assert_eq!(std::fs::read(snap.join(p)).unwrap(), d, "{n}: {p}");
+        }
+        e.assert_nothing_left();
+    }
+    assert!(
+        e.hub
+            .log()
+            .iter()
+            .any(|x| x.contains(&format!("range={}-{}", 8 << 20, (16 << 20) - 1))),
+        "ranges of 8 MiB"
+    );
+    // A tampered range in the middle of a shard: reproduce finds it (exit
+    // 1, naming the file), fetch keeps nothing of it.
+    e.hub.faults(|f| {
+        f.corrupt_at
+            .insert("model-1.safetensors".into(), (12 << 20) + 3);
+    });
+    std::fs::remove_dir_all(e.cache()).unwrap();
+    let o = e.run(&["reproduce", "--lock", l, "--expect", &reference, "-q"]);
+    assert_eq!(o.status.code(), Some(1));
+    fails(&o, &["model-1.safetensors"]);
+    let o = e.run(&["fetch", l, "-q"]);
+    assert_eq!(o.status.code(), Some(1));
+    fails(&o, &["model-1.safetensors", "mismatch"]);
+    e.assert_nothing_left();
+    // A server that refuses ranges: whole files, the same results.
+    e.hub.faults(|f| {
+        f.corrupt_at.clear();
+        f.no_ranges = true;
+    });
+    std::fs::remove_dir_all(e.cache()).unwrap();
+    let o = e.run(&["reproduce", "--lock", l, "--expect", &reference, "-q"]);
+    assert_eq!(ok(&o), reference);
+    let o = e.run(&["fetch", l, "-q"]);
+    ok(&o);
+    e.assert_nothing_left();
+    // Connection counts out of range are refused before any transfer.
+    for bad in ["0", "65", "x"] {
+        let o = e.run(&["fetch", l, "-q", "--connections", bad]);
+        assert_eq!(o.status.code(), Some(2), "--connections {bad}");
+        let o = e
+            .mpk()
+            .env("MPK_CONNECTIONS", bad)
+            .args(["fetch", l, "-q"])
+            .output()
+            .unwrap();
+        fails(&o, &["MPK_CONNECTIONS"]);
+        assert_eq!(o.status.code(), Some(2));
+    }
+}

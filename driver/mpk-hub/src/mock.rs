@@ -77,6 +77,9 @@ pub struct Faults {
     /// Answer this many downloads of the file with 429 and `Retry-After:`
     /// this many seconds.
     pub rate_limit: HashMap<String, (u32, u64)>,
+    /// Answer this many requests to the LFS download path with 403 (an
+    /// expired signed URL).
+    pub cdn_403: u32,
 }
 
 /// A lying Hub: each field turns on one hostile behaviour.
@@ -312,6 +315,10 @@ impl MockHub {
         if segs.first().map(String::as_str) == Some("lfs-cdn") {
             // /lfs-cdn/<sha256>: the separate download path of LFS files.
             let sha = segs.get(1).cloned().unwrap_or_default();
+            if st.faults.cdn_403 > 0 {
+                st.faults.cdn_403 -= 1;
+                return Resp::status(403);
+            }
             if let Some(prefix) = &st.hostile.cdn_redirect {
                 let mut r = Resp::status(302);
                 r.headers.push((

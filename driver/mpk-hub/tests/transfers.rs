@@ -326,6 +326,49 @@ fn a_429_with_retry_after_is_waited_out() {
     assert!(e.contains("429") && e.contains("100000"), "{e}");
 }
 
+#[test]
+fn a_refused_signed_url_is_resolved_again() {
+    let mock = start();
+    let lock = lock_of(&mock);
+    let heads = |m: &MockHub| {
+        m.log()
+            .iter()
+            .filter(|l| l.starts_with("HEAD ") && l.contains(BIG))
+            .count()
+    };
+    // Two refusals: resolved once more each time, then it goes through.
+    mock.faults(|f| f.cdn_403 = 2);
+    let d = tempfile::tempdir().unwrap();
+    let dir = fetch_lock(
+        &hub_with(&mock, 1),
+        &HfCache::new(d.path()),
+        &lock,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(dir.join(BIG)).unwrap(), bytes(1, BIG_LEN));
+    assert_eq!(heads(&mock), 1 + 2);
+    // Refused for good: at most MAX_RERESOLVE more resolutions, then a
+    // clear error naming the file.
+    mock.faults(|f| f.cdn_403 = 1000);
+    let before = heads(&mock);
+    let d = tempfile::tempdir().unwrap();
+    let e = fetch_lock(
+        &hub_with(&mock, 1),
+        &HfCache::new(d.path()),
+        &lock,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("403") && e.contains("HF_TOKEN"), "{e}");
+    assert_eq!(
+        heads(&mock) - before,
+        1 + mpk_hub::sched::MAX_RERESOLVE as usize
+    );
+    mock.faults(|f| f.cdn_403 = 0);
+}
+
 /// Reads every file through the ordered window, in the lock's order.
 fn read_through_window(mock: &MockHub, n: usize) -> Vec<Vec<u8>> {
     let hub = Arc::new(hub_with(mock, n));
