@@ -27,24 +27,36 @@ pub struct MockFile {
     pub data: Arc<Vec<u8>>,
     /// Stored in LFS.
     pub lfs: bool,
+    /// (tree oid, ETag), computed once: every request looks files up by
+    /// them, and hashing the contents each time would make the mock,
+    /// not the client, the bottleneck of a benchmark.
+    ids: (String, String),
 }
 
 impl MockFile {
+    /// A file with these contents.
+    pub fn new(data: Vec<u8>, lfs: bool) -> Self {
+        let ids = if lfs {
+            let sha = sha256_hex(&data);
+            let oid = git_blob_sha1(lfs_pointer(&sha, data.len() as u64).as_bytes());
+            (oid, sha)
+        } else {
+            let oid = git_blob_sha1(&data);
+            (oid.clone(), oid)
+        };
+        Self {
+            data: Arc::new(data),
+            lfs,
+            ids,
+        }
+    }
     /// The tree `oid`.
     pub fn oid(&self) -> String {
-        if self.lfs {
-            git_blob_sha1(lfs_pointer(&sha256_hex(&self.data), self.data.len() as u64).as_bytes())
-        } else {
-            git_blob_sha1(&self.data)
-        }
+        self.ids.0.clone()
     }
     /// The ETag (LFS sha256 or git oid).
     pub fn etag(&self) -> String {
-        if self.lfs {
-            sha256_hex(&self.data)
-        } else {
-            self.oid()
-        }
+        self.ids.1.clone()
     }
 }
 
@@ -197,15 +209,7 @@ impl MockHub {
         let mut s = self.state.lock().expect("lock");
         let m = files
             .into_iter()
-            .map(|(p, d, lfs)| {
-                (
-                    p.to_owned(),
-                    MockFile {
-                        data: Arc::new(d),
-                        lfs,
-                    },
-                )
-            })
+            .map(|(p, d, lfs)| (p.to_owned(), MockFile::new(d, lfs)))
             .collect();
         s.commits.insert((repo.into(), commit.into()), m);
         s.refs

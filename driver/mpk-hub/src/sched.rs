@@ -850,7 +850,7 @@ pub fn fetch_files(
     let n = hub.config().connections.clamp(1, MAX_CONNECTIONS);
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     std::thread::scope(|s| {
-        for _ in 0..n.min(files.len()) {
+        for _ in 0..n {
             let tx = tx.clone();
             let f = &f;
             s.spawn(move || f.worker(&tx));
