@@ -773,7 +773,8 @@ fn kept_ranges(
     exp: &Expected,
     plan: &[(u64, u64)],
 ) -> Vec<(u64, u64)> {
-    let Ok(text) = crate::cache::read_small(log_path, 1 << 20) else {
+    // A line per 8 MiB range: under 64 MiB for the largest file allowed.
+    let Ok(text) = crate::cache::read_small(log_path, 64 << 20) else {
         return Vec::new();
     };
     let mut lines = text.lines();
@@ -1073,21 +1074,35 @@ impl Shared {
         }
     }
 
-    /// The next planned chunk if it is `[pos, …)` of `t`, waiting for it.
+    /// The next planned chunk if it is `[pos, …)` of `t`, waiting for it;
+    /// planned chunks of files that refuse ranges (read whole by their own
+    /// reader) are passed over first.
     fn take(&self, t: &Arc<Target>, pos: u64) -> Option<Got> {
         let mut w = self.lock();
-        let i = w.next_take;
-        match w.plan.get(i) {
-            Some((pt, a, _)) if Arc::ptr_eq(pt, t) && *a == pos => {}
-            _ => return None,
-        }
         loop {
-            if let Some(g) = w.done.remove(&i) {
-                w.next_take += 1;
-                self.cv.notify_all();
-                return Some(g);
+            let i = w.next_take;
+            let (head, from) = match w.plan.get(i) {
+                Some((pt, a, _)) => (Arc::clone(pt), *a),
+                None => return None,
+            };
+            let mine = Arc::ptr_eq(&head, t) && from == pos;
+            if !mine && !head.refuses_ranges() {
+                return None;
             }
-            w = self.cv.wait(w).unwrap_or_else(|p| p.into_inner());
+            let got = loop {
+                if let Some(g) = w.done.remove(&i) {
+                    break g;
+                }
+                w = self.cv.wait(w).unwrap_or_else(|p| p.into_inner());
+            };
+            w.next_take += 1;
+            self.cv.notify_all();
+            if mine {
+                return Some(got);
+            }
+            if let Got::Bytes(b) = got {
+                w.free.push(b);
+            }
         }
     }
 
