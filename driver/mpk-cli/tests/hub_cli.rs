@@ -891,6 +891,35 @@ fn ranges_and_connections_give_the_same_results() {
             .any(|x| x.contains(&format!("range={}-{}", 8 << 20, (16 << 20) - 1))),
         "ranges of 8 MiB"
     );
+    // Resume: a run that fails on a range (exit 2, a network failure)
+    // keeps the ranges it finished beside the partial file; the next run
+    // is served only the rest (counted by the mock).
+    std::fs::remove_dir_all(e.cache()).unwrap();
+    e.hub.faults(|f| {
+        f.fail_range
+            .insert("model-1.safetensors".into(), (16 << 20, 1000));
+    });
+    let o = e.run(&["fetch", l, "-q", "--connections", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    fails(&o, &["model-1.safetensors", "at byte 16777216", "HTTP 500"]);
+    let etag = hex::encode(Sha256::digest(&big_model()[1].1));
+    let blobs = e.cache().join("models--acme--big/blobs");
+    assert!(blobs.join(format!("{etag}.mpk-partial")).exists());
+    assert!(blobs.join(format!("{etag}.mpk-ranges")).exists());
+    assert!(!blobs.join(&etag).exists());
+    e.hub.faults(|f| f.fail_range.clear());
+    let before = e.hub.served();
+    let o = e.run(&["fetch", l, "--connections", "4"]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("resuming   model-1.safetensors: 16777216 of"),
+        "{err}"
+    );
+    let total: u64 = big_model().iter().map(|f| f.1.len() as u64).sum();
+    let config = big_model()[0].1.len() as u64;
+    assert_eq!(e.hub.served() - before, total - config - (16 << 20));
+    e.assert_nothing_left();
     // A tampered range in the middle of a shard: reproduce finds it (exit
     // 1, naming the file), fetch keeps nothing of it.
     e.hub.faults(|f| {
