@@ -2,7 +2,8 @@
 //! (`tests/bench/pack-bench.sh`, `SHAPE=hub`): serves the files of a folder
 //! as one repo at one commit (`*.safetensors`, `*.bin` and `*.gguf` as LFS
 //! files, redirected to the mock's CDN path; the rest served by the
-//! resolver), optionally with every connection capped at a throughput, and
+//! resolver), with connections kept alive and optionally every connection
+//! capped at a throughput, and
 //! prints its endpoint on the first line of standard output. It runs until
 //! its standard input closes.
 //!
@@ -60,6 +61,8 @@ fn main() {
         .and_then(|c| c.parse::<u64>().ok())
         .filter(|c| *c > 0);
     hub.cap(cap);
+    // As a CDN does: several requests per connection.
+    hub.keep_alive(true);
     println!("{}", hub.endpoint);
     std::io::stdout().flush().expect("stdout");
     // Until the benchmark closes our standard input.

@@ -150,6 +150,10 @@ struct State {
     cap: Option<u64>,
     /// File content bytes sent so far.
     served: u64,
+    /// TCP connections accepted so far.
+    connections: u64,
+    /// Serve several requests per connection (HTTP/1.1 keep-alive).
+    keep_alive: bool,
 }
 
 /// A running mock Hub.
@@ -184,6 +188,7 @@ impl MockHub {
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
                 let h = h.clone();
+                h.state.lock().expect("lock").connections += 1;
                 std::thread::spawn(move || {
                     let _ = h.serve(s);
                 });
@@ -241,6 +246,17 @@ impl MockHub {
         self.state.lock().expect("lock").served
     }
 
+    /// Keeps connections open between requests (`Connection: keep-alive`)
+    /// unless the client or a fault closes them; off by default.
+    pub fn keep_alive(&self, on: bool) {
+        self.state.lock().expect("lock").keep_alive = on;
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.lock().expect("lock").connections
+    }
+
     /// Every request so far, as `METHOD path [range]`.
     pub fn log(&self) -> Vec<String> {
         self.state.lock().expect("lock").log.clone()
@@ -248,8 +264,16 @@ impl MockHub {
 
     fn serve(&self, s: TcpStream) -> std::io::Result<()> {
         let mut rd = BufReader::new(s.try_clone()?);
+        while self.serve_one(&s, &mut rd)? {}
+        Ok(())
+    }
+
+    /// Answers one request; whether the connection stays open for another.
+    fn serve_one(&self, s: &TcpStream, rd: &mut BufReader<TcpStream>) -> std::io::Result<bool> {
         let mut line = String::new();
-        rd.read_line(&mut line)?;
+        if rd.read_line(&mut line)? == 0 {
+            return Ok(false);
+        }
         let mut parts = line.split_whitespace();
         let (method, target) = (
             parts.next().unwrap_or("").to_owned(),
@@ -296,13 +320,24 @@ impl MockHub {
                 .push(format!("{method} {target}"));
         }
         let r = self.route(&method, &target, range, auth.as_deref());
-        if self.state.lock().expect("lock").hostile.hang {
+        let (hang, keep) = {
+            let st = self.state.lock().expect("lock");
+            (st.hostile.hang, st.keep_alive)
+        };
+        if hang {
             // Hold the connection open without a byte until the client goes.
             let mut buf = [0u8; 1];
-            let _ = std::io::Read::read(&mut rd, &mut buf);
-            return Ok(());
+            let _ = std::io::Read::read(rd, &mut buf);
+            return Ok(false);
         }
-        r.write(s, method == "HEAD", self)
+        let keep = keep
+            && headers
+                .get("connection")
+                .is_none_or(|c| !c.eq_ignore_ascii_case("close"))
+            && r.stream.is_none()
+            && r.drop_after.is_none();
+        r.write(s, method == "HEAD", self, keep)?;
+        Ok(keep)
     }
 
     fn route(
@@ -739,8 +774,18 @@ impl Resp {
             stream: None,
         }
     }
-    fn write(self, mut s: TcpStream, head: bool, hub: &MockHub) -> std::io::Result<()> {
-        let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", self.status);
+    fn write(
+        self,
+        mut s: &TcpStream,
+        head: bool,
+        hub: &MockHub,
+        keep: bool,
+    ) -> std::io::Result<()> {
+        let mut out = format!(
+            "HTTP/1.1 {} X\r\nConnection: {}\r\n",
+            self.status,
+            if keep { "keep-alive" } else { "close" }
+        );
         let unannounced = matches!(self.stream, Some(Stream::Endless | Stream::Huge(_)));
         let len = self.shared.as_ref().map_or(self.body.len(), Shared::len);
         if (!self.headers.iter().any(|(k, _)| k == "X-Linked-Size") || !head) && !unannounced {
@@ -784,12 +829,15 @@ impl Resp {
             }
         }
         s.flush()?;
+        if keep {
+            return Ok(());
+        }
         s.shutdown(std::net::Shutdown::Both)
     }
 }
 
 /// Sends a hostile body until it ends or the client goes away.
-fn write_stream(mut s: TcpStream, body: &[u8], st: Stream) -> std::io::Result<()> {
+fn write_stream(mut s: &TcpStream, body: &[u8], st: Stream) -> std::io::Result<()> {
     match st {
         Stream::Endless => {
             s.write_all(body)?;

@@ -381,7 +381,14 @@ fn read_body(
     let mut buf = vec![0u8; 256 << 10];
     let mut got = 0u64;
     loop {
-        if got == want && (stop_at_end || announced == Some(want)) {
+        if got == want && announced == Some(want) {
+            // The client stops at the announced length by itself; this
+            // read sees the body's end, which hands the connection back to
+            // the pool for the next request (keep-alive).
+            let _ = rd.read(&mut buf[..1]);
+            return Ok(());
+        }
+        if got == want && stop_at_end {
             return Ok(());
         }
         let room = (want - got)

@@ -369,6 +369,41 @@ fn a_refused_signed_url_is_resolved_again() {
     mock.faults(|f| f.cdn_403 = 0);
 }
 
+#[test]
+fn connections_are_kept_alive_where_the_server_allows() {
+    let mock = start();
+    let lock = lock_of(&mock);
+    mock.keep_alive(true);
+    let (c0, r0) = (mock.connections(), mock.log().len());
+    let d = tempfile::tempdir().unwrap();
+    let dir = fetch_lock(
+        &hub_with(&mock, 2),
+        &HfCache::new(d.path()),
+        &lock,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(dir.join(BIG)).unwrap(), bytes(1, BIG_LEN));
+    let (conns, reqs) = (mock.connections() - c0, mock.log().len() - r0);
+    eprintln!("{reqs} requests on {conns} connections");
+    assert!(reqs >= 10, "{reqs}");
+    assert!(conns <= 4, "{reqs} requests on {conns} connections");
+    // The reorder window's ranges too (resolves and tails aside).
+    let c0 = mock.connections();
+    read_through_window(&mock, 2);
+    let ranged = mock
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("GET /lfs-cdn/"))
+        .count();
+    let conns = mock.connections() - c0;
+    assert!(
+        conns < 2 + 4 + 2,
+        "{conns} connections, {ranged} ranges so far"
+    );
+    mock.keep_alive(false);
+}
+
 /// Reads every file through the ordered window, in the lock's order.
 fn read_through_window(mock: &MockHub, n: usize) -> Vec<Vec<u8>> {
     let hub = Arc::new(hub_with(mock, n));
