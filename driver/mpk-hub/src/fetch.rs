@@ -284,7 +284,11 @@ pub fn hash_remote(
     }
     let t = crate::sched::Target::resolve(hub, repo, commit, exp)?;
     let mut h = Hashes::new(exp);
-    let mut sink = |_: u64, b: &[u8]| -> Result<()> {
+    let mut sink = |off: u64, b: &[u8]| -> Result<()> {
+        if off == 0 {
+            // A whole-file request starts again at byte 0 after a retry.
+            h = Hashes::new(exp);
+        }
         h.update(b);
         Ok(())
     };

@@ -148,7 +148,7 @@ impl Target {
 
     /// Resolves again after generation `gen` was refused (unless another
     /// connection already did).
-    fn refresh(&self, hub: &Hub, seen: u32, why: Error) -> Result<()> {
+    pub(crate) fn refresh(&self, hub: &Hub, seen: u32, why: Error) -> Result<()> {
         let mut u = self.url.lock().unwrap_or_else(|p| p.into_inner());
         if u.0 != seen {
             return Ok(());

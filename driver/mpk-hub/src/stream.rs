@@ -109,7 +109,7 @@ impl std::fmt::Debug for RangeReader {
 impl RangeReader {
     fn connect(&mut self) -> Result<Box<dyn Read + Send>> {
         let hub = &self.file.hub;
-        let (_, url) = self.file.target.url();
+        let (generation, url) = self.file.target.url();
         let url = &url;
         let what = format!("`{}`", self.file.path);
         let pos = self.pos;
@@ -119,6 +119,17 @@ impl RangeReader {
         };
         let r = match hub.request("GET", url, Some(range), &what) {
             Ok(r) => r,
+            Err(Attempt::Fatal(
+                e @ (Error::Unauthorized { .. } | Error::Status { status: 410, .. }),
+            )) => {
+                // An expired signed URL: resolve again (a bounded number of
+                // times, else this error), then the caller retries.
+                self.file.target.refresh(hub, generation, e)?;
+                return Err(Error::Protocol {
+                    url: url.clone(),
+                    msg: format!("{what}: the download URL was refused; resolved again"),
+                });
+            }
             Err(Attempt::Retry(e) | Attempt::Fatal(e)) => return Err(e),
         };
         let status = r.status().as_u16();

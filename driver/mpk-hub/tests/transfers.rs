@@ -366,7 +366,26 @@ fn a_refused_signed_url_is_resolved_again() {
         heads(&mock) - before,
         1 + mpk_hub::sched::MAX_RERESOLVE as usize
     );
-    mock.faults(|f| f.cdn_403 = 0);
+    // Reproduce's window and its tail reads resolve again too.
+    mock.faults(|f| f.cdn_403 = 2);
+    let got = read_through_window(&mock, 2);
+    assert!(got.iter().any(|d| *d == bytes(1, BIG_LEN)));
+    mock.faults(|f| assert_eq!(f.cdn_403, 0, "the refusals were sent"));
+}
+
+#[test]
+fn hashing_a_file_survives_a_restart_of_a_whole_file_request() {
+    // Locking without a cache streams and hashes the non-LFS files; a
+    // server that refuses ranges and drops the connection makes the
+    // retry a new whole-file request from byte 0.
+    let mock = start();
+    let want = lock_of(&mock);
+    mock.faults(|f| {
+        f.no_ranges = true;
+        f.drop_after.insert("tokenizer.json".into(), (30_000, 1));
+    });
+    assert_eq!(lock_of(&mock).files, want.files);
+    mock.faults(|f| assert_eq!(f.drop_after["tokenizer.json"].1, 0, "the drop happened"));
 }
 
 #[test]
