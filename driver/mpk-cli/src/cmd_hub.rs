@@ -197,6 +197,9 @@ fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
             Event::Retry(p, why) => line(format!("retrying   {p}: {why}")),
             Event::Bytes(n) => crate::progress::inc(&bar, n),
         }
+        if let Some(b) = bar.take_if(|b| b.length().is_some_and(|l| b.position() >= l)) {
+            b.finish_and_clear();
+        }
     }
 }
 

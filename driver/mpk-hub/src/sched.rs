@@ -27,14 +27,21 @@
 //!   bounded reorder window ([`Prefetch::window`] chunks) and handed out
 //!   in image order; nothing is written to disk.
 //!
-//! Why [`CHUNK`] = 8 MiB: a model's shards (4–5 GB, or the benchmark's
-//! 32–128 MiB) split into enough ranges to keep every connection busy to
-//! the end of a file; one request per 8 MiB costs one round trip on a
-//! kept-alive connection (no new TLS handshake), about 2–3 % at 10 ms and
-//! 300–450 MiB/s per connection; a failed range costs at most 8 MiB
-//! again; it equals the packing pipeline's batch; and the reorder window
-//! of `reproduce` holds `2 × connections` of them (128 MiB at the
-//! default).
+//! Why [`CHUNK`] = 8 MiB: enough ranges per shard to keep every
+//! connection busy to the end of a file (a 32 MiB shard is 4 ranges, the
+//! benchmark's 228 MiB model 28, a 5 GB shard 600); `reproduce` holds at
+//! most `2 × connections + 1` of them (its reorder window and the one
+//! being read: 136 MiB with the default 8), well inside a 512 MiB budget; a failed range costs at most 8 MiB again;
+//! it equals the packing pipeline's batch; and a 135 GiB model is 17,280
+//! range requests, all to the CDN (one resolver call per file). The cost
+//! is one request round trip per range on a kept-alive connection: at
+//! 300–450 MiB/s per connection a range takes 18–27 ms, so a 10 ms round
+//! trip idles each connection about a third of the time, which the
+//! default 8 connections cover (8 × 300 MiB/s × 2/3 ≈ 1.6 GB/s, the
+//! aggregate the issue measured with 8 files in parallel); over a longer
+//! round trip, raise `--connections`. The size is fixed (not derived from
+//! the connection count) so a resume with other settings still finds the
+//! ranges it recorded.
 
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
