@@ -423,6 +423,31 @@ fn connections_are_kept_alive_where_the_server_allows() {
     mock.keep_alive(false);
 }
 
+#[test]
+fn the_token_goes_to_the_hub_only_on_every_connection() {
+    // A gated repo whose LFS files live on a CDN of another origin: every
+    // range of every connection goes there without `Authorization`.
+    let (mock, cdn) = (start(), MockHub::start());
+    cdn.put(REPO, "main", C1, model());
+    mock.gate(REPO);
+    mock.hostile(|h| h.lfs_location = Some(cdn.endpoint.clone()));
+    let hub = |n| {
+        Hub::new(HubConfig {
+            token: Some(mock.token.clone()),
+            ..hub_with(&mock, n).config().clone()
+        })
+        .unwrap()
+    };
+    let lock = lock_repo(&hub(4), None, REPO, "main", None, &mut |_| {}).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let dir = fetch_lock(&hub(8), &HfCache::new(d.path()), &lock, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(dir.join(BIG)).unwrap(), bytes(1, BIG_LEN));
+    let ranges = cdn.log().iter().filter(|l| l.contains("range=")).count();
+    assert!(ranges >= 5, "{:?}", cdn.log());
+    assert_eq!(cdn.authed(), Vec::<String>::new());
+    assert!(!mock.authed().is_empty());
+}
+
 /// Reads every file through the ordered window, in the lock's order.
 fn read_through_window(mock: &MockHub, n: usize) -> Vec<Vec<u8>> {
     let hub = Arc::new(hub_with(mock, n));
