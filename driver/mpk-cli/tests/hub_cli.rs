@@ -959,3 +959,61 @@ fn ranges_and_connections_give_the_same_results() {
         assert_eq!(o.status.code(), Some(2));
     }
 }
+
+#[test]
+fn fetch_killed_mid_file_resumes_with_only_the_missing_ranges() {
+    let e = Env::new();
+    e.hub.put("acme/big", "main", C1, big_model());
+    let lockf = e.tmp.path().join("big.lock.json");
+    ok(&e.run(&["lock", "acme/big", "-o", lockf.to_str().unwrap(), "-q"]));
+    std::fs::remove_dir_all(e.cache()).unwrap();
+    // Slow connections, so the first range of the big shard is recorded
+    // long before the file is done; then SIGKILL.
+    e.hub.cap(Some(4 << 20));
+    let etag = hex::encode(Sha256::digest(&big_model()[1].1));
+    let blobs = e.cache().join("models--acme--big/blobs");
+    let ranges = blobs.join(format!("{etag}.mpk-ranges"));
+    let mut child = e
+        .mpk()
+        .args(["fetch", lockf.to_str().unwrap(), "-q", "--connections", "1"])
+        .spawn()
+        .unwrap();
+    let recorded = |p: &Path| -> Vec<(u64, u64)> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split(' ').collect();
+                if w.len() != 3 || w[2].len() != 64 {
+                    return None; // a line being written
+                }
+                Some((w[0].parse::<u64>().ok()?, w[1].parse::<u64>().ok()?))
+            })
+            .collect()
+    };
+    while recorded(&ranges).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "mpk ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let kept: u64 = recorded(&ranges).iter().map(|(a, b)| b - a).sum();
+    assert!(kept >= 8 << 20 && kept < big_model()[1].1.len() as u64);
+    assert!(
+        !blobs.join(&etag).exists(),
+        "no final name before verification"
+    );
+    // The next run is served only what was missing.
+    e.hub.cap(None);
+    let before = e.hub.served();
+    let o = e.run(&["fetch", lockf.to_str().unwrap(), "-q"]);
+    let snap = PathBuf::from(ok(&o));
+    let total: u64 = big_model().iter().map(|f| f.1.len() as u64).sum();
+    let config = big_model()[0].1.len() as u64;
+    assert_eq!(e.hub.served() - before, total - config - kept);
+    for (p, d, _) in big_model() {
+        assert_eq!(std::fs::read(snap.join(p)).unwrap(), d, "{p}");
+    }
+    e.assert_nothing_left();
+}
