@@ -14,6 +14,16 @@
 # Environment:
 #   SHAPE=shards   4 large shards + config/tokenizer (default)
 #   SHAPE=small    FILES small files (default 100000) in 100 folders, same total
+#   SHAPE=hub      the network shape: 3 shards of 4/7, 2/7 and 1/7 of SIZE_MIB
+#                  (228: 128, 64 and 32 MiB) plus small files, served by the
+#                  mock Hub (mpk-hub's example mock_hub) with every connection
+#                  capped at CAP_MIB MiB/s (default 25; 0: no cap; no
+#                  aggregate limit); times `mpk fetch` and `mpk reproduce
+#                  --lock` on one connection and on the default number
+#                  (MPK_CONNECTIONS, else 8), and `mpk reproduce --dir` on
+#                  the same files; prints the ratios, the ceiling N x cap and
+#                  peak RSS. `CAP_MIB=0 SHAPE=hub ... 2048`: reproduce from
+#                  the Hub vs --dir on loopback.
 #   DURABLE=1      on a disk: cp -r and the reference each followed by `sync`
 #                  (mpk pack fsyncs its output before renaming it anyway)
 #   XFS=1          make a loop-mounted `mkfs.xfs -m reflink=1` image (needs
@@ -59,6 +69,7 @@ for t in mkfs.erofs veritysetup /usr/bin/time python3 openssl; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
 done
 (cd "$here" && cargo build --release -q -p mpk-cli)
+[ "$shape" = hub ] && (cd "$here" && cargo build --release -q -p mpk-hub --features mock --example mock_hub)
 mpk="$here/target/release/mpk"
 id="bench-org/bench-model@0123456789abcdef0123456789abcdef01234567"
 uuid=$(python3 -c "import uuid;print(uuid.uuid5(uuid.NAMESPACE_URL,'$id-inner'))")
@@ -107,6 +118,16 @@ for i in range(n):
         f.write(blob[off:off + size])
 EOF
     ;;
+  hub)
+    unit=$((size_mib / 7))
+    for i in 1 2 3; do
+      f="$model/model-0000$i-of-00003.safetensors"
+      head -c $(( (unit << (3 - i)) * 1048576 + i * 1234 )) /dev/urandom > "$f"
+    done
+    printf '{"architectures":["Bench"],"hidden_size":4096}\n' > "$model/config.json"
+    head -c 1800000 /dev/urandom | base64 > "$model/tokenizer.json"
+    printf '# bench\n' > "$model/README.md"
+    ;;
   *) echo "unknown SHAPE=$shape" >&2; exit 1 ;;
 esac
 sync
@@ -142,6 +163,25 @@ export mkfs_args="${mkfs_args[*]}"
 tools="read floor mpk ref cp repro"
 [ "${SPARSE:-}" = 1 ] && tools="mpk repro"
 [ "${SCHEMAS:-}" = 1 ] && tools="mpk mpk2 repro repro2"
+if [ "$shape" = hub ]; then
+  cap_mib=${CAP_MIB:-25}
+  conns=${MPK_CONNECTIONS:-8}
+  "$mpk" pack "$model" --identity "$id" -o "$work/mpk.mpk" -q >/dev/null
+  rm -f "$work/mpk.mpk"
+  # The mock Hub, in its own process (its memory is not mpk's), until the
+  # fifo that is its standard input closes.
+  mkfifo "$work/hub.in"
+  "$here/target/release/examples/mock_hub" "$model" "${id%@*}" "${id#*@}" \
+    $((cap_mib * 1048576)) < "$work/hub.in" > "$work/hub.out" &
+  hub_pid=$!
+  exec 9> "$work/hub.in"
+  cleanup=("exec 9>&-; wait $hub_pid" "${cleanup[@]}")
+  until [ -s "$work/hub.out" ]; do sleep 0.1; done
+  export HF_ENDPOINT=$(head -n1 "$work/hub.out") HF_HUB_CACHE="$work/cache"
+  unset HF_TOKEN HF_HUB_OFFLINE
+  "$mpk" lock "${id%@*}" -o "$work/bench.lock.json" -q
+  tools="fetch1 fetchN repro1 reproN repro"
+fi
 for round in $(seq 1 "$rounds"); do
   # Alternate the order so no tool always runs on a warmer or fuller machine.
   order=$tools
@@ -162,6 +202,11 @@ for round in $(seq 1 "$rounds"); do
             run repro "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk.info" --schema "$schema" -q ;;
       repro2) [ -f "$work/mpk2.info" ] || "$mpk" pack "$model" --identity "$id" -o "$work/mpk2.mpk" --schema modelwrap-v2 -q >/dev/null
             run repro2 "$mpk" reproduce --dir "$model" --identity "$id" --expect "$work/mpk2.info" --schema modelwrap-v2 -q ;;
+      fetch1|fetchN) rm -rf "$work/cache"
+            c=$conns; [ "$t" = fetch1 ] && c=1
+            run "$t" "$mpk" fetch "$work/bench.lock.json" -q --connections "$c" ;;
+      repro1|reproN) c=$conns; [ "$t" = repro1 ] && c=1
+            run "$t" "$mpk" reproduce --lock "$work/bench.lock.json" --expect "$work/mpk.info" -q --connections "$c" ;;
     esac
   done
 done
@@ -170,6 +215,7 @@ if [ -f "$work/ref.mpk" ]; then
 fi
 
 label="$size_mib MiB $shape${SPARSE:+ sparse}${XFS:+ on XFS}${DURABLE:+ durable} $schema"
+[ "$shape" = hub ] && label="$label, cap ${cap_mib} MiB/s/conn, N=$conns"
 printf '\n%-32s %8s %8s %8s %10s\n' "best of $rounds, $label" "wall s" "user s" "sys s" "peak RSS"
 for n in $tools; do
   printf '%-32s %8s %8s %8s %7s MiB\n' "$n" "${wall[$n]}" "${user[$n]}" "${sys[$n]}" "$(( ${rss[$n]} / 1024 ))"
@@ -182,6 +228,15 @@ if [ "${SCHEMAS:-}" = 1 ]; then
   echo "pack v2 / v1 peak RSS         : $(ratio "${rss[mpk2]}" "${rss[mpk]}")"
   echo "reproduce v2 / v1 wall        : $(ratio "${wall[repro2]}" "${wall[repro]}")"
   echo "reproduce v2 / v1 peak RSS    : $(ratio "${rss[repro2]}" "${rss[repro]}")"
+elif [ "$shape" = hub ]; then
+  total=$(du -sbL "$model" | cut -f1)
+  mibs() { python3 -c "print(f'{$total/1048576/$1:.0f} MiB/s' if $1 > 0 else 'n/a')"; }
+  if [ "$cap_mib" -gt 0 ]; then
+    echo "ceiling: N x cap = $conns x $cap_mib = $((conns * cap_mib)) MiB/s, so at most ${conns}x faster than 1 connection"
+  fi
+  echo "mpk fetch, 1 / $conns connections           : $(ratio "${wall[fetch1]}" "${wall[fetchN]}")  ($(mibs "${wall[fetch1]}") vs $(mibs "${wall[fetchN]}"))"
+  echo "mpk reproduce --lock, 1 / $conns connections: $(ratio "${wall[repro1]}" "${wall[reproN]}")  ($(mibs "${wall[repro1]}") vs $(mibs "${wall[reproN]}"))"
+  echo "mpk reproduce from the Hub / --dir      : $(ratio "${wall[reproN]}" "${wall[repro]}")"
   exit 0
 fi
 if [ "${SPARSE:-}" != 1 ]; then

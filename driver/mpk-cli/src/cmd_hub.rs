@@ -43,6 +43,10 @@ pub struct LockArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Connections at once for downloads (1 to 64; default 8, or
+    /// `MPK_CONNECTIONS`): files in parallel, large files in 8 MiB ranges.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
 }
 
 /// Arguments of `mpk fetch`.
@@ -53,6 +57,10 @@ pub struct FetchArgs {
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Connections at once for downloads (1 to 64; default 8, or
+    /// `MPK_CONNECTIONS`): files in parallel, large files in 8 MiB ranges.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
 }
 
 /// Arguments of `mpk build`.
@@ -97,6 +105,10 @@ pub struct BuildArgs {
     /// The master key for --encrypt (64 bytes, from `mpk keygen`).
     #[arg(long = "key-file", requires = "encrypt")]
     pub key_file: Option<Utf8PathBuf>,
+    /// Connections at once for downloads (1 to 64; default 8, or
+    /// `MPK_CONNECTIONS`): files in parallel, large files in 8 MiB ranges.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
 }
 
 /// Arguments of `mpk reproduce`.
@@ -134,6 +146,10 @@ pub struct ReproduceArgs {
     /// --allow-external-symlinks` does.
     #[arg(long, requires = "dir")]
     pub allow_external_symlinks: bool,
+    /// Connections at once for downloads (1 to 64; default 8, or
+    /// `MPK_CONNECTIONS`): files in parallel, large files in 8 MiB ranges.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
 }
 
 /// Arguments of `mpk identity`.
@@ -162,8 +178,9 @@ pub fn run(c: HubCommand) -> Result<()> {
     }
 }
 
-/// Download progress: a per-file bar (bytes, bytes/s, ETA) on a terminal,
-/// plain lines otherwise, nothing with `--quiet`.
+/// Download progress: one bar over every file (bytes of all connections,
+/// their total throughput, ETA) on a terminal, plain lines otherwise,
+/// nothing with `--quiet`.
 fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
     let mut bar: Option<indicatif::ProgressBar> = None;
     move |e| {
@@ -175,40 +192,47 @@ fn printer(quiet: bool) -> impl FnMut(Event<'_>) {
             None => eprintln!("{s}"),
         };
         match e {
-            Event::Cached(p, n) => line(format!("cached     {p} ({n} bytes, verified)")),
-            Event::Start(p, from, n) => {
-                if from > 0 {
-                    line(format!("resuming   {p} at byte {from} of {n}"));
-                } else {
-                    line(format!("fetching   {p} ({n} bytes)"));
-                }
+            Event::Total(n) => {
                 if let Some(old) = bar.take() {
                     old.finish_and_clear();
                 }
                 bar = crate::progress::bytes_bar(n, "downloading", false);
-                if let Some(b) = &bar {
-                    b.set_position(from);
-                }
             }
-            Event::Done(p) => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
-                eprintln!("verified   {p}");
+            Event::Cached(p, n) => {
+                line(format!("cached     {p} ({n} bytes, verified)"));
+                crate::progress::inc(&bar, n);
             }
+            Event::Start(p, from, n) => {
+                if from > 0 {
+                    line(format!(
+                        "resuming   {p}: {from} of {n} bytes kept (re-hashed)"
+                    ));
+                } else {
+                    line(format!("fetching   {p} ({n} bytes)"));
+                }
+                crate::progress::inc(&bar, from);
+            }
+            Event::Done(p) => line(format!("verified   {p}")),
             Event::Retry(p, why) => line(format!("retrying   {p}: {why}")),
             Event::Bytes(n) => crate::progress::inc(&bar, n),
+        }
+        if let Some(b) = bar.take_if(|b| b.length().is_some_and(|l| b.position() >= l)) {
+            b.finish_and_clear();
         }
     }
 }
 
-fn hub() -> Result<(Hub, HfCache)> {
-    let cfg = HubConfig::from_env().context("bad Hub settings")?;
+fn hub(connections: Option<usize>) -> Result<(Hub, HfCache)> {
+    let mut cfg = HubConfig::from_env().context("bad Hub settings")?;
+    if let Some(n) = connections {
+        cfg.connections =
+            mpk_hub::sched::check_connections(Some(n), &format!("--connections {n}"))?;
+    }
     Ok((Hub::new(cfg)?, HfCache::from_env()))
 }
 
 fn run_lock(a: LockArgs) -> Result<()> {
-    let (hub, cache) = hub()?;
+    let (hub, cache) = hub(a.connections)?;
     let (repo, rev) = build::split_repo(&a.repo);
     let include = (!a.include.is_empty()).then_some(a.include);
     let lock = lock_repo(
@@ -228,7 +252,7 @@ fn run_lock(a: LockArgs) -> Result<()> {
 }
 
 fn run_fetch(a: FetchArgs) -> Result<()> {
-    let (hub, cache) = hub()?;
+    let (hub, cache) = hub(a.connections)?;
     let lock = Lock::load(a.lock.as_std_path())?;
     let dir = fetch_lock(&hub, &cache, &lock, &mut printer(a.quiet))
         .with_context(|| format!("cannot fetch {}", lock.identity))?;
@@ -237,7 +261,7 @@ fn run_fetch(a: FetchArgs) -> Result<()> {
 }
 
 fn run_build(a: BuildArgs) -> Result<()> {
-    let (hub, cache) = hub()?;
+    let (hub, cache) = hub(a.connections)?;
     let key = match &a.key_file {
         Some(k) if a.encrypt => Some(crate::keys::read_master_key(k)?),
         _ => None,
@@ -285,7 +309,7 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
     } else {
         // From the Hub: nothing is written, not even to the cache (no
         // blob, ref, lock file or snapshot link).
-        let (hub, cache) = hub()?;
+        let (hub, cache) = hub(a.connections)?;
         let repo_arg = match (&a.id, &a.lock) {
             (Some(s), _) => s.clone(),
             (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),

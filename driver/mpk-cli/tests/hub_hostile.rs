@@ -123,11 +123,14 @@ impl Env {
     fn everything(&self) -> BTreeMap<PathBuf, String> {
         snapshot(self.root(), None)
     }
-    /// No `.incomplete` left, and every blob holds what its name says.
+    /// No partial download left (`.incomplete`, or mpk's `.mpk-partial`
+    /// and `.mpk-ranges`), and every blob holds what its name says.
     fn cache_is_clean(&self) {
         for (p, _) in snapshot(&self.cache(), None) {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(!name.ends_with(".incomplete"), "partial left: {p:?}");
+            for ext in [".incomplete", ".mpk-partial", ".mpk-ranges"] {
+                assert!(!name.ends_with(ext), "partial left: {p:?}");
+            }
             if p.parent().is_some_and(|d| d.ends_with("blobs")) {
                 let d = std::fs::read(&p).unwrap();
                 let good = hex::encode(Sha256::digest(&d)) == name
@@ -495,7 +498,10 @@ fn hostile_trickle_is_cut_by_the_watchdog() {
         if p.parent().is_some_and(|d| d.ends_with("blobs")) {
             let n = p.file_name().unwrap().to_string_lossy().into_owned();
             assert_ne!(n, sha, "the trickled blob was accepted");
-            if !n.ends_with(".incomplete") {
+            if ![".incomplete", ".mpk-partial", ".mpk-ranges"]
+                .iter()
+                .any(|x| n.ends_with(x))
+            {
                 assert_eq!(mpk_hub::oid::git_blob_sha1(&std::fs::read(&p).unwrap()), n);
             }
         }

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! <cache>/models--<org>--<name>/blobs/<etag>              content
-//! <cache>/models--<org>--<name>/blobs/<etag>.incomplete   while downloading
+//! <cache>/models--<org>--<name>/blobs/<etag>.incomplete   other clients' partial download
+//! <cache>/models--<org>--<name>/blobs/<etag>.mpk-partial  ours: ranges at their offsets (sparse)
+//! <cache>/models--<org>--<name>/blobs/<etag>.mpk-ranges   SHA-256 of each range written to it
 //! <cache>/models--<org>--<name>/snapshots/<commit>/<path> → ../../blobs/<etag>
 //! <cache>/models--<org>--<name>/refs/<branch>             the commit, no newline
 //! <cache>/.locks/models--<org>--<name>/<etag>.lock        held while downloading
@@ -112,20 +114,83 @@ impl HfCache {
         Ok(BlobLock { _held: lock })
     }
 
-    /// Opens the partial download of a blob for writing (appending when
-    /// `append`, else truncated), never through a symlink.
-    pub fn open_incomplete(&self, repo: &RepoId, etag: &Etag, append: bool) -> Result<File> {
-        let part = self.incomplete_path(repo, etag);
+    /// Where mpk writes a blob's ranges while it downloads: not
+    /// `.incomplete`, which `huggingface_hub` resumes from its length
+    /// (ours is sparse and filled out of order).
+    pub fn partial_path(&self, repo: &RepoId, etag: &Etag) -> PathBuf {
+        self.repo_dir(repo)
+            .join("blobs")
+            .join(format!("{etag}.mpk-partial"))
+    }
+
+    /// The digests of the ranges written to [`HfCache::partial_path`].
+    pub fn ranges_path(&self, repo: &RepoId, etag: &Etag) -> PathBuf {
+        self.repo_dir(repo)
+            .join("blobs")
+            .join(format!("{etag}.mpk-ranges"))
+    }
+
+    /// Opens (or creates) a blob's partial download, `size` bytes long
+    /// (sparse), never through a symlink; one that is not a regular file
+    /// of that size is started again. Returns it and its path.
+    pub fn open_partial(&self, repo: &RepoId, etag: &Etag, size: u64) -> Result<(File, PathBuf)> {
+        let part = self.partial_path(repo, etag);
         let dir = part.parent().expect("blobs folder");
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&part)
-            .map_err(Error::io(&part))
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(false)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(&part)
+        };
+        let f = match open() {
+            Ok(f) => f,
+            Err(_) => {
+                // A link or a folder planted there: not ours to resume.
+                let _ = std::fs::remove_file(&part);
+                let _ = std::fs::remove_dir_all(&part);
+                let _ = std::fs::remove_file(self.ranges_path(repo, etag));
+                open().map_err(Error::io(&part))?
+            }
+        };
+        let m = f.metadata().map_err(Error::io(&part))?;
+        if !m.is_file() {
+            return Err(Error::io(&part)(std::io::Error::other(
+                "not a regular file",
+            )));
+        }
+        if m.len() != size {
+            let _ = std::fs::remove_file(self.ranges_path(repo, etag));
+            f.set_len(0).map_err(Error::io(&part))?;
+            f.set_len(size).map_err(Error::io(&part))?;
+        }
+        Ok((f, part))
+    }
+
+    /// Opens a blob's ranges file for appending (emptied when `fresh`),
+    /// never through a symlink.
+    pub fn open_ranges(&self, repo: &RepoId, etag: &Etag, fresh: bool) -> Result<File> {
+        let p = self.ranges_path(repo, etag);
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .truncate(false)
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                .open(&p)
+        };
+        let f = open().or_else(|_| {
+            let _ = std::fs::remove_file(&p);
+            open()
+        });
+        let f = f.map_err(Error::io(&p))?;
+        if fresh {
+            f.set_len(0).map_err(Error::io(&p))?;
+        }
+        Ok(f)
     }
 
     /// The snapshot folder of a commit.
@@ -185,6 +250,19 @@ impl HfCache {
         std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
         std::fs::write(&p, commit.as_str()).map_err(Error::io(&p))
     }
+}
+
+/// A small file's text (at most `max` bytes), opened without following
+/// a symlink.
+pub(crate) fn read_small(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)?;
+    let mut s = String::new();
+    f.take(max).read_to_string(&mut s)?;
+    Ok(s)
 }
 
 #[cfg(test)]

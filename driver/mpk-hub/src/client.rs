@@ -110,6 +110,10 @@ pub struct HubConfig {
     pub backoff: Duration,
     /// Bounds on transfers and listings.
     pub limits: Limits,
+    /// Connections at once for downloads (`MPK_CONNECTIONS`, `--connections`;
+    /// default [`crate::sched::DEFAULT_CONNECTIONS`], at most
+    /// [`crate::sched::MAX_CONNECTIONS`]).
+    pub connections: usize,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -121,6 +125,7 @@ impl std::fmt::Debug for HubConfig {
             .field("attempts", &self.attempts)
             .field("backoff", &self.backoff)
             .field("limits", &self.limits)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -157,6 +162,7 @@ impl HubConfig {
             attempts: 5,
             backoff: Duration::from_millis(200),
             limits: Limits::from_env()?,
+            connections: crate::sched::connections_from_env()?,
         })
     }
 }
@@ -396,6 +402,47 @@ impl From<Error> for Attempt {
     }
 }
 
+/// Bytes `[from, to)` of a body (`to: None`: to the end), sent as
+/// `Range: bytes=from-(to-1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub from: u64,
+    /// One past the last byte, or the end of the file.
+    pub to: Option<u64>,
+}
+
+/// The longest wait a 429 may ask for before mpk gives up instead.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// Idle keep-alive connections the client keeps (one per download
+/// connection, and then some).
+const MAX_IDLE: usize = 2 * crate::sched::MAX_CONNECTIONS;
+
+/// The wait a 429 asks for: `Retry-After` (seconds; an HTTP date is not
+/// parsed and counts as the default backoff), else the IETF `RateLimit`
+/// header's `t=` (seconds to reset, as the Hub sends:
+/// `"api";r=0;t=55`), else `RateLimit-Reset` / `X-RateLimit-Reset`
+/// (seconds).
+pub fn retry_after(r: &Response) -> Option<Duration> {
+    let secs = |s: &str| s.trim().parse::<u64>().ok();
+    if let Some(v) = header(r, "retry-after").as_deref().and_then(secs) {
+        return Some(Duration::from_secs(v));
+    }
+    if let Some(v) = header(r, "ratelimit") {
+        let t = v
+            .split([';', ','])
+            .find_map(|p| p.trim().strip_prefix("t=").and_then(secs));
+        if let Some(t) = t {
+            return Some(Duration::from_secs(t));
+        }
+    }
+    ["ratelimit-reset", "x-ratelimit-reset"]
+        .iter()
+        .find_map(|k| header(r, k).as_deref().and_then(secs))
+        .map(Duration::from_secs)
+}
+
 /// Percent-encodes a repo path or revision, keeping `/` when `keep_slash`.
 pub fn encode(s: &str, keep_slash: bool) -> String {
     let mut o = String::new();
@@ -415,6 +462,9 @@ pub struct Hub {
     cfg: HubConfig,
     origin: Origin,
     agent: ureq::Agent,
+    /// No request leaves before this instant: set by a 429's
+    /// `Retry-After` (or `RateLimit` reset), shared by every connection.
+    pause: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Response type of the HTTP client.
@@ -487,9 +537,16 @@ impl Hub {
                 .timeout_connect(Some(Duration::from_secs(30)))
                 .timeout_recv_response(stall)
                 .timeout_per_read(stall)
+                .max_idle_connections(MAX_IDLE)
+                .max_idle_connections_per_host(MAX_IDLE)
                 .build(),
         );
-        Ok(Self { cfg, origin, agent })
+        Ok(Self {
+            cfg,
+            origin,
+            agent,
+            pause: std::sync::Mutex::new(None),
+        })
     }
 
     /// The configuration.
@@ -525,10 +582,48 @@ impl Hub {
         }
     }
 
-    fn send(&self, method: &str, url: &str, range_from: Option<u64>) -> Result<Response, Attempt> {
+    /// Waits while a 429 asked every connection to pause.
+    fn wait_pause(&self) {
+        let until = *self.pause.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = until {
+            let now = Instant::now();
+            if t > now {
+                std::thread::sleep(t - now);
+            }
+        }
+    }
+
+    /// Records a 429's wait (`Retry-After` seconds, else the `RateLimit`
+    /// header's `t=` reset, else `RateLimit-Reset`/`X-RateLimit-Reset`
+    /// seconds) for every connection; a wait longer than
+    /// [`MAX_RETRY_AFTER`] is refused.
+    fn note_429(&self, r: &Response, url: &str) -> Result<(), Attempt> {
+        let Some(wait) = retry_after(r) else {
+            return Ok(());
+        };
+        if wait > MAX_RETRY_AFTER {
+            return Err(Attempt::Fatal(Error::Status {
+                url: format!(
+                    "{url} (rate limited: the Hub asks to wait {} s, more than {} s; try again later)",
+                    wait.as_secs(),
+                    MAX_RETRY_AFTER.as_secs()
+                ),
+                status: 429,
+            }));
+        }
+        let until = Instant::now() + wait;
+        let mut p = self.pause.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+        Ok(())
+    }
+
+    fn send(&self, method: &str, url: &str, range: Option<ByteRange>) -> Result<Response, Attempt> {
         if self.cfg.offline {
             return Err(Attempt::Fatal(Error::Offline(url.to_owned())));
         }
+        self.wait_pause();
         let same = self.same_origin(url)?;
         let mut req = match method {
             "HEAD" => self.agent.head(url),
@@ -537,8 +632,14 @@ impl Hub {
         if let (Some(t), true) = (&self.cfg.token, same) {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
-        if let Some(from) = range_from {
-            req = req.header("Range", &format!("bytes={from}-"));
+        match range {
+            Some(ByteRange { from, to: None }) => {
+                req = req.header("Range", &format!("bytes={from}-"));
+            }
+            Some(ByteRange { from, to: Some(to) }) => {
+                req = req.header("Range", &format!("bytes={from}-{}", to - 1));
+            }
+            None => {}
         }
         req.call().map_err(|e| {
             Attempt::Retry(Error::Network {
@@ -552,18 +653,18 @@ impl Hub {
     /// 3xx) are returned; a `GET` follows redirects by hand (at most
     /// [`Limits::max_redirects`] hops; the token only on hops to the
     /// endpoint's origin); 401/403 and 404 are final errors; 5xx and 429
-    /// are retried.
+    /// are retried (a 429's `Retry-After` pauses every connection).
     pub fn request(
         &self,
         method: &str,
         url: &str,
-        range_from: Option<u64>,
+        range: Option<ByteRange>,
         what: &str,
     ) -> Result<Response, Attempt> {
         let mut at = url.to_owned();
         let mut hops = 0;
         loop {
-            let r = self.send(method, &at, range_from)?;
+            let r = self.send(method, &at, range)?;
             let status = r.status().as_u16();
             let url = at.clone();
             return match status {
@@ -594,7 +695,11 @@ impl Hub {
                     what: what.to_owned(),
                 })),
                 416 => Ok(r),
-                429 | 500..=599 => Err(Attempt::Retry(Error::Status { url, status })),
+                429 => {
+                    self.note_429(&r, &url)?;
+                    Err(Attempt::Retry(Error::Status { url, status }))
+                }
+                500..=599 => Err(Attempt::Retry(Error::Status { url, status })),
                 _ => Err(Attempt::Fatal(Error::Status { url, status })),
             };
         }
@@ -778,6 +883,37 @@ mod tests {
     }
 
     #[test]
+    fn the_wait_a_429_asks_for() {
+        let r = |h: &[(&str, &str)]| {
+            let mut b = ureq::http::Response::builder().status(429);
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            b.body(ureq::Body::builder().data(Vec::new())).unwrap()
+        };
+        let s = Duration::from_secs;
+        assert_eq!(retry_after(&r(&[("Retry-After", "7")])), Some(s(7)));
+        assert_eq!(
+            retry_after(&r(&[("RateLimit", "\"api\";r=0;t=55")])),
+            Some(s(55))
+        );
+        assert_eq!(retry_after(&r(&[("X-RateLimit-Reset", "3")])), Some(s(3)));
+        assert_eq!(
+            retry_after(&r(&[
+                ("Retry-After", "2"),
+                ("RateLimit", "\"api\";r=0;t=55")
+            ])),
+            Some(s(2))
+        );
+        // An HTTP date, or nothing: the ordinary backoff.
+        assert_eq!(
+            retry_after(&r(&[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+            None
+        );
+        assert_eq!(retry_after(&r(&[])), None);
+    }
+
+    #[test]
     fn debug_hides_the_token() {
         let mut c = HubConfig {
             endpoint: "https://h".into(),
@@ -786,6 +922,7 @@ mod tests {
             attempts: 1,
             backoff: Duration::ZERO,
             limits: Limits::default(),
+            connections: 1,
         };
         assert!(!format!("{c:?}").contains("hf_secret"));
         c.endpoint = "https://u@h".into();

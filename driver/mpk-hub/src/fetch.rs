@@ -1,21 +1,23 @@
 //! Verified downloads into the Hugging Face cache, and locking a repo.
 //!
 //! A file is fetched by commit, never by branch: `HEAD resolve/<commit>/…`
-//! must agree with the lock (commit, ETag, size), then the bytes go to
-//! `blobs/<etag>.incomplete` (under the blob's `.locks` lock; resumed with `Range` after a dropped
-//! connection), are hashed (size, SHA-256, and the git blob SHA-1 or the
-//! LFS SHA-256 the Hub publishes) and only then renamed to `blobs/<etag>`
+//! must agree with the lock (commit, ETag, size), then the bytes go, range
+//! by range on several connections ([`crate::sched`]), to
+//! `blobs/<etag>.mpk-partial` (under the blob's `.locks` lock; resumed
+//! range by range, each kept range re-hashed), are hashed (size, SHA-256,
+//! and the git blob SHA-1 or the LFS SHA-256 the Hub publishes) and only
+//! then renamed to `blobs/<etag>`
 //! and linked from `snapshots/<commit>/`. A copy that fails a check is
 //! deleted, so the cache never holds a bad blob under a valid name; a
 //! cached blob (from any client) is re-verified before it is used.
 
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::cache::HfCache;
-use crate::client::{Attempt, FileMeta, Hub, TreeFile};
+use crate::client::{FileMeta, Hub, TreeFile};
 use crate::lock::{Lock, LockedFile, included};
 use crate::names::{Commit, Etag, GitOid, RepoId, RepoPath, Revision, Sha256Hex, check_size};
 use crate::oid::{GitBlobHasher, git_blob_sha1, lfs_pointer};
@@ -80,6 +82,9 @@ impl Expected {
 /// Progress notifications.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
+    /// The bytes of every file about to be fetched or checked (sent
+    /// once, first).
+    Total(u64),
     /// A file was found valid in the cache.
     Cached(&'a str, u64),
     /// A download of a file starts (at byte offset, of size).
@@ -152,7 +157,7 @@ impl Hashes {
 }
 
 /// Hashes a file and checks it against `exp`; returns the SHA-256 hex.
-fn verify(path: &Path, exp: &Expected, note: &'static str) -> Result<String> {
+pub(crate) fn verify(path: &Path, exp: &Expected, note: &'static str) -> Result<String> {
     let mut f = File::open(path).map_err(Error::io(path))?;
     let len = f.metadata().map_err(Error::io(path))?.len();
     if len != exp.size {
@@ -176,10 +181,12 @@ fn verify(path: &Path, exp: &Expected, note: &'static str) -> Result<String> {
     h.check(exp, note)
 }
 
-const DELETED: &str = "; the bad copy was deleted";
+pub(crate) const DELETED: &str = "; the bad copy was deleted";
 
 /// Makes `exp.path` of `repo` at `commit` present and verified in the
-/// cache and linked from the snapshot; returns its SHA-256 hex.
+/// cache and linked from the snapshot; returns its SHA-256 hex. Offline,
+/// only a cached copy (verified) will do; online this is
+/// [`crate::sched::fetch_files`] of one file.
 pub fn fetch_file(
     hub: &Hub,
     cache: &HfCache,
@@ -188,49 +195,29 @@ pub fn fetch_file(
     exp: &Expected,
     progress: Progress<'_>,
 ) -> Result<String> {
+    if !hub.config().offline {
+        let mut shas = crate::sched::fetch_files(
+            hub,
+            cache,
+            repo,
+            commit,
+            std::slice::from_ref(exp),
+            progress,
+        )?;
+        return Ok(shas.remove(0));
+    }
     let etag = exp.etag();
     let blob = cache.blob_path(repo, &etag);
-    // One download per blob across processes: whoever holds the lock
-    // downloads, the others wait and then find the verified blob.
-    let _lock = if hub.config().offline {
-        None
-    } else {
-        Some(cache.lock_blob(repo, &etag)?)
-    };
     if std::fs::symlink_metadata(&blob).is_ok() {
-        match verify(&blob, exp, DELETED) {
-            Ok(sha) => {
-                cache.link_snapshot(repo, commit, &exp.path, &etag)?;
-                progress(Event::Cached(exp.path.as_str(), exp.size));
-                return Ok(sha);
-            }
-            Err(e) => {
-                // Never keep a bad blob under a valid name.
-                std::fs::remove_file(&blob).map_err(Error::io(&blob))?;
-                if hub.config().offline {
-                    return Err(e);
-                }
-            }
-        }
+        let sha = verify(&blob, exp, DELETED).inspect_err(|_| {
+            // Never keep a bad blob under a valid name.
+            let _ = std::fs::remove_file(&blob);
+        })?;
+        cache.link_snapshot(repo, commit, &exp.path, &etag)?;
+        progress(Event::Cached(exp.path.as_str(), exp.size));
+        return Ok(sha);
     }
-    if hub.config().offline {
-        return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
-    }
-    let meta = hub.file_meta(repo, commit, &exp.path)?;
-    check_meta(&meta, commit, exp)?;
-    download(hub, cache, repo, &meta.url, exp, progress)?;
-    let part = cache.incomplete_path(repo, &etag);
-    let sha = match verify(&part, exp, DELETED) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&part, &blob).map_err(Error::io(&blob))?;
-    cache.link_snapshot(repo, commit, &exp.path, &etag)?;
-    progress(Event::Done(exp.path.as_str()));
-    Ok(sha)
+    Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)))
 }
 
 /// Checks each file of `lock` in the cache without writing anything (no
@@ -283,131 +270,6 @@ pub fn check_meta(meta: &FileMeta, commit: &Commit, exp: &Expected) -> Result<()
     Ok(())
 }
 
-/// Reads a body of exactly `want` bytes into `sink`, under the
-/// minimum-progress watchdog; a body that goes on past `want` is a final
-/// error, read no further than one byte past it (not even that when the
-/// server announced `Content-Length: want`).
-fn read_exact_body(
-    hub: &Hub,
-    r: &mut crate::client::Response,
-    url: &str,
-    path: &str,
-    want: u64,
-    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-) -> Result<(), Attempt> {
-    let announced = r
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = announced {
-        if n > want {
-            return Err(Attempt::Fatal(Error::Bound {
-                url: url.to_owned(),
-                msg: format!("`{path}`: the server announces {n} bytes, {want} expected"),
-            }));
-        }
-    }
-    let mut rd = hub.guard(r.body_mut().as_reader(), url);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut got = 0u64;
-    loop {
-        if got == want && announced == Some(want) {
-            return Ok(());
-        }
-        let room = (want - got).saturating_add(1).min(buf.len() as u64) as usize;
-        let n = match rd.read(&mut buf[..room]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) => {
-                return Err(Attempt::Retry(Error::Network {
-                    url: url.to_owned(),
-                    source: Box::new(e),
-                }));
-            }
-        };
-        if got + n as u64 > want {
-            return Err(Attempt::Fatal(Error::Bound {
-                url: url.to_owned(),
-                msg: format!("`{path}`: the body goes on past the {want} bytes expected; refused"),
-            }));
-        }
-        got += n as u64;
-        sink(&buf[..n]).map_err(Attempt::Fatal)?;
-    }
-}
-
-/// Downloads `url` into the blob's `.incomplete`, resuming what is there.
-fn download(
-    hub: &Hub,
-    cache: &HfCache,
-    repo: &RepoId,
-    url: &str,
-    exp: &Expected,
-    progress: Progress<'_>,
-) -> Result<()> {
-    let etag = exp.etag();
-    let part = cache.incomplete_path(repo, &etag);
-    let path = exp.path.as_str();
-    hub.retry(|attempt| {
-        let have = match std::fs::symlink_metadata(&part) {
-            Ok(m) if m.is_file() && m.len() <= exp.size => m.len(),
-            Ok(_) => {
-                // Not ours to resume (a link, a folder, too long).
-                let _ = std::fs::remove_file(&part);
-                0
-            }
-            Err(_) => 0,
-        };
-        if have == exp.size && have > 0 {
-            return Ok(());
-        }
-        let what = format!("`{path}`");
-        let r = hub.request("GET", url, (have > 0).then_some(have), &what);
-        let mut r = match r {
-            Err(Attempt::Retry(e)) => {
-                progress(Event::Retry(path, &e.to_string()));
-                return Err(Attempt::Retry(e));
-            }
-            r => r?,
-        };
-        let status = r.status().as_u16();
-        let resumed = status == 206
-            && r.headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with(&format!("bytes {have}-")));
-        if status == 416 || (status != 200 && !resumed) {
-            let _ = std::fs::remove_file(&part);
-            return Err(Attempt::Retry(Error::Protocol {
-                url: url.to_owned(),
-                msg: format!("unexpected HTTP {status} to a download (attempt {attempt})"),
-            }));
-        }
-        let mut f = cache.open_incomplete(repo, &etag, resumed)?;
-        let from = if resumed { have } else { 0 };
-        progress(Event::Start(path, from, exp.size));
-        let res = read_exact_body(hub, &mut r, url, path, exp.size - from, &mut |b| {
-            f.write_all(b).map_err(Error::io(&part))?;
-            progress(Event::Bytes(b.len() as u64));
-            Ok(())
-        });
-        let _ = f.sync_all();
-        match res {
-            Ok(()) => Ok(()),
-            Err(Attempt::Retry(e)) => {
-                progress(Event::Retry(path, &e.to_string()));
-                Err(Attempt::Retry(e))
-            }
-            Err(Attempt::Fatal(e)) => {
-                // A body that lies about its size leaves nothing behind.
-                let _ = std::fs::remove_file(&part);
-                Err(Attempt::Fatal(e))
-            }
-        }
-    })
-}
-
 /// Streams a file from the Hub and hashes it, writing nothing; checks
 /// the hashes `exp` has; returns the SHA-256 hex.
 pub fn hash_remote(
@@ -420,41 +282,55 @@ pub fn hash_remote(
     if hub.config().offline {
         return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
     }
-    let meta = hub.file_meta(repo, commit, &exp.path)?;
-    check_meta(&meta, commit, exp)?;
+    let t = crate::sched::Target::resolve(hub, repo, commit, exp)?;
+    let mut h = Hashes::new(exp);
+    let mut sink = |off: u64, b: &[u8]| -> Result<()> {
+        if off == 0 {
+            // A whole-file request starts again at byte 0 after a retry.
+            h = Hashes::new(exp);
+        }
+        h.update(b);
+        Ok(())
+    };
     let path = exp.path.as_str();
-    let h = hub.retry(|_| {
-        let mut r = hub.request("GET", &meta.url, None, &format!("`{path}`"))?;
-        let status = r.status().as_u16();
-        if status != 200 {
-            return Err(Attempt::Retry(Error::Protocol {
-                url: meta.url.clone(),
-                msg: format!("unexpected HTTP {status} to a download"),
-            }));
+    let mut retried = |e: &Error| progress(Event::Retry(path, &e.to_string()));
+    match crate::sched::transfer(
+        hub,
+        &t,
+        (0, exp.size),
+        crate::sched::How::Range,
+        None,
+        &mut sink,
+        &mut retried,
+    ) {
+        Ok(()) => {}
+        Err(crate::sched::RangeFail::Err(e)) => return Err(e),
+        Err(crate::sched::RangeFail::NoRanges(r)) => {
+            // A single range is the whole file, so a 200 is its body.
+            crate::sched::transfer(
+                hub,
+                &t,
+                (0, exp.size),
+                crate::sched::How::Whole,
+                Some(*r),
+                &mut sink,
+                &mut retried,
+            )
+            .map_err(|e| match e {
+                crate::sched::RangeFail::Err(e) => e,
+                _ => Error::Protocol {
+                    url: t.url().1,
+                    msg: format!("`{path}`: no whole body"),
+                },
+            })?;
         }
-        let mut h = Hashes::new(exp);
-        let mut got = 0u64;
-        let res = read_exact_body(hub, &mut r, &meta.url, path, exp.size, &mut |b| {
-            h.update(b);
-            got += b.len() as u64;
-            Ok(())
-        });
-        if let Err(Attempt::Retry(e)) = &res {
-            progress(Event::Retry(path, &e.to_string()));
-        }
-        res?;
-        if got != exp.size {
-            return Err(Attempt::Retry(Error::Protocol {
-                url: meta.url.clone(),
-                msg: format!("`{path}`: {got} bytes of {}", exp.size),
-            }));
-        }
-        Ok(h)
-    })?;
+        Err(crate::sched::RangeFail::Skipped) => {}
+    }
     h.check(exp, "")
 }
 
-/// Fetches and verifies every file of `lock`; returns the snapshot folder
+/// Fetches and verifies every file of `lock`, on the scheduler's
+/// connections ([`crate::sched::fetch_files`]); returns the snapshot folder
 /// (which may hold other files of that commit, cached earlier).
 pub fn fetch_lock(
     hub: &Hub,
@@ -464,9 +340,12 @@ pub fn fetch_lock(
 ) -> Result<PathBuf> {
     lock.validate()?;
     let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
-    for f in &lock.files {
-        fetch_file(hub, cache, &repo, &commit, &f.try_into()?, progress)?;
-    }
+    let files = lock
+        .files
+        .iter()
+        .map(Expected::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    crate::sched::fetch_files(hub, cache, &repo, &commit, &files, progress)?;
     Ok(cache.snapshot_dir(&repo, &commit))
 }
 
@@ -492,6 +371,21 @@ pub fn lock_repo(
         .filter(|e| included(include.as_deref(), e.path.as_str()))
         .collect();
     entries.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
+    // Non-LFS files are hashed by downloading them: all at once on the
+    // scheduler's connections into the cache, or streamed one by one.
+    let small: Vec<Expected> = entries
+        .iter()
+        .filter(|e| e.lfs.is_none())
+        .map(Expected::from)
+        .collect();
+    let mut small_sha = match cache {
+        Some(c) => crate::sched::fetch_files(hub, c, &repo, &commit, &small, progress)?,
+        None => small
+            .iter()
+            .map(|e| hash_remote(hub, &repo, &commit, e, progress))
+            .collect::<Result<_>>()?,
+    }
+    .into_iter();
     let mut files = Vec::new();
     for e in entries {
         let sha256 = match &e.lfs {
@@ -508,10 +402,7 @@ pub fn lock_repo(
                 }
                 l.to_string()
             }
-            None => match cache {
-                Some(c) => fetch_file(hub, c, &repo, &commit, &(&e).into(), progress)?,
-                None => hash_remote(hub, &repo, &commit, &(&e).into(), progress)?,
-            },
+            None => small_sha.next().expect("one hash per non-LFS file"),
         };
         files.push(LockedFile {
             path: e.path.to_string(),

@@ -1,7 +1,8 @@
 //! The Hugging Face Hub edge of mpk: lock files (`lock`), the Hub's
 //! hashes (`oid`), the HTTP client (`client`), the standard Hugging Face
-//! cache layout (`cache`), verified downloads into it (`fetch`) and ranged
-//! reads that bypass it (`stream`); `names` validates every value from
+//! cache layout (`cache`), the transfer scheduler (`sched`: connections,
+//! ranges, resume, reorder window), verified downloads into the cache
+//! (`fetch`) and ranged reads that bypass it (`stream`); `names` validates every value from
 //! the Hub or a lock before it reaches a path, a URL or a size.
 //!
 //! This crate does HTTP and files; it knows nothing of images. Every URL it
@@ -17,6 +18,7 @@ pub mod lock;
 pub mod mock;
 pub mod names;
 pub mod oid;
+pub mod sched;
 pub mod stream;
 
 pub use cache::HfCache;

@@ -4,7 +4,10 @@
 //! with `Link` pagination, `resolve` with `X-Repo-Commit`, `ETag`,
 //! `X-Linked-Etag`/`X-Linked-Size` and a redirect of LFS files to a
 //! separate download path, `Range` requests, and a bearer token for gated
-//! repos. Faults can be injected per file path, and a hostile mode
+//! repos. File contents are sent from shared memory, counted
+//! ([`MockHub::served`]) and optionally capped per connection
+//! ([`MockHub::cap`]). Faults can be injected per file path (including
+//! refused ranges, a `200` to a range, a tampered range), and a hostile mode
 //! ([`Hostile`]) makes it lie: path-like oids and revisions, endless and
 //! trickling bodies, self-linking, endless and oversized listing pages,
 //! and redirects of LFS downloads to another origin (a second mock, which
@@ -24,24 +27,36 @@ pub struct MockFile {
     pub data: Arc<Vec<u8>>,
     /// Stored in LFS.
     pub lfs: bool,
+    /// (tree oid, ETag), computed once: every request looks files up by
+    /// them, and hashing the contents each time would make the mock,
+    /// not the client, the bottleneck of a benchmark.
+    ids: (String, String),
 }
 
 impl MockFile {
+    /// A file with these contents.
+    pub fn new(data: Vec<u8>, lfs: bool) -> Self {
+        let ids = if lfs {
+            let sha = sha256_hex(&data);
+            let oid = git_blob_sha1(lfs_pointer(&sha, data.len() as u64).as_bytes());
+            (oid, sha)
+        } else {
+            let oid = git_blob_sha1(&data);
+            (oid.clone(), oid)
+        };
+        Self {
+            data: Arc::new(data),
+            lfs,
+            ids,
+        }
+    }
     /// The tree `oid`.
     pub fn oid(&self) -> String {
-        if self.lfs {
-            git_blob_sha1(lfs_pointer(&sha256_hex(&self.data), self.data.len() as u64).as_bytes())
-        } else {
-            git_blob_sha1(&self.data)
-        }
+        self.ids.0.clone()
     }
     /// The ETag (LFS sha256 or git oid).
     pub fn etag(&self) -> String {
-        if self.lfs {
-            sha256_hex(&self.data)
-        } else {
-            self.oid()
-        }
+        self.ids.1.clone()
     }
 }
 
@@ -60,6 +75,23 @@ pub struct Faults {
     pub drop_after: HashMap<String, (usize, u32)>,
     /// Wait this many milliseconds before sending the contents.
     pub slow_ms: HashMap<String, u64>,
+    /// Flip the byte at this offset of the served contents (a tampered
+    /// range in the middle of a file).
+    pub corrupt_at: HashMap<String, usize>,
+    /// Ignore `Range` on every file: always `200` and the whole file.
+    pub no_ranges: bool,
+    /// Answer this many ranged requests of the file (not from byte 0)
+    /// with `200` and the whole file, then honour ranges again.
+    pub range_200: HashMap<String, u32>,
+    /// Answer a ranged request of the file starting at this offset with a
+    /// 500, this many times.
+    pub fail_range: HashMap<String, (usize, u32)>,
+    /// Answer this many downloads of the file with 429 and `Retry-After:`
+    /// this many seconds.
+    pub rate_limit: HashMap<String, (u32, u64)>,
+    /// Answer this many requests to the LFS download path with 403 (an
+    /// expired signed URL).
+    pub cdn_403: u32,
 }
 
 /// A lying Hub: each field turns on one hostile behaviour.
@@ -114,6 +146,14 @@ struct State {
     hostile: Hostile,
     log: Vec<String>,
     authed: Vec<String>,
+    /// Bytes per second each connection may send (file contents).
+    cap: Option<u64>,
+    /// File content bytes sent so far.
+    served: u64,
+    /// TCP connections accepted so far.
+    connections: u64,
+    /// Serve several requests per connection (HTTP/1.1 keep-alive).
+    keep_alive: bool,
 }
 
 /// A running mock Hub.
@@ -148,6 +188,7 @@ impl MockHub {
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
                 let h = h.clone();
+                h.state.lock().expect("lock").connections += 1;
                 std::thread::spawn(move || {
                     let _ = h.serve(s);
                 });
@@ -173,15 +214,7 @@ impl MockHub {
         let mut s = self.state.lock().expect("lock");
         let m = files
             .into_iter()
-            .map(|(p, d, lfs)| {
-                (
-                    p.to_owned(),
-                    MockFile {
-                        data: Arc::new(d),
-                        lfs,
-                    },
-                )
-            })
+            .map(|(p, d, lfs)| (p.to_owned(), MockFile::new(d, lfs)))
             .collect();
         s.commits.insert((repo.into(), commit.into()), m);
         s.refs
@@ -200,6 +233,30 @@ impl MockHub {
         f(&mut self.state.lock().expect("lock").faults);
     }
 
+    /// Caps every connection's throughput for file contents at this many
+    /// bytes per second (a CDN-like per-connection limit; no aggregate
+    /// limit); `None` lifts it.
+    pub fn cap(&self, bytes_per_sec: Option<u64>) {
+        self.state.lock().expect("lock").cap = bytes_per_sec;
+    }
+
+    /// File content bytes written to clients so far (bodies of downloads,
+    /// counted as they are sent).
+    pub fn served(&self) -> u64 {
+        self.state.lock().expect("lock").served
+    }
+
+    /// Keeps connections open between requests (`Connection: keep-alive`)
+    /// unless the client or a fault closes them; off by default.
+    pub fn keep_alive(&self, on: bool) {
+        self.state.lock().expect("lock").keep_alive = on;
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.lock().expect("lock").connections
+    }
+
     /// Every request so far, as `METHOD path [range]`.
     pub fn log(&self) -> Vec<String> {
         self.state.lock().expect("lock").log.clone()
@@ -207,8 +264,16 @@ impl MockHub {
 
     fn serve(&self, s: TcpStream) -> std::io::Result<()> {
         let mut rd = BufReader::new(s.try_clone()?);
+        while self.serve_one(&s, &mut rd)? {}
+        Ok(())
+    }
+
+    /// Answers one request; whether the connection stays open for another.
+    fn serve_one(&self, s: &TcpStream, rd: &mut BufReader<TcpStream>) -> std::io::Result<bool> {
         let mut line = String::new();
-        rd.read_line(&mut line)?;
+        if rd.read_line(&mut line)? == 0 {
+            return Ok(false);
+        }
         let mut parts = line.split_whitespace();
         let (method, target) = (
             parts.next().unwrap_or("").to_owned(),
@@ -227,11 +292,24 @@ impl MockHub {
         let range = headers
             .get("range")
             .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.strip_suffix('-'))
-            .and_then(|r| r.parse::<usize>().ok());
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| {
+                let a = a.parse::<usize>().ok()?;
+                let b = if b.is_empty() {
+                    None
+                } else {
+                    Some(b.parse::<usize>().ok()?)
+                };
+                Some((a, b))
+            });
         self.state.lock().expect("lock").log.push(format!(
             "{method} {target}{}",
-            range.map(|r| format!(" range={r}-")).unwrap_or_default()
+            range
+                .map(|(a, b)| format!(
+                    " range={a}-{}",
+                    b.map(|b| b.to_string()).unwrap_or_default()
+                ))
+                .unwrap_or_default()
         ));
         let auth = headers.get("authorization").cloned();
         if auth.is_some() {
@@ -242,16 +320,33 @@ impl MockHub {
                 .push(format!("{method} {target}"));
         }
         let r = self.route(&method, &target, range, auth.as_deref());
-        if self.state.lock().expect("lock").hostile.hang {
+        let (hang, keep) = {
+            let st = self.state.lock().expect("lock");
+            (st.hostile.hang, st.keep_alive)
+        };
+        if hang {
             // Hold the connection open without a byte until the client goes.
             let mut buf = [0u8; 1];
-            let _ = std::io::Read::read(&mut rd, &mut buf);
-            return Ok(());
+            let _ = std::io::Read::read(rd, &mut buf);
+            return Ok(false);
         }
-        r.write(s, method == "HEAD")
+        let keep = keep
+            && headers
+                .get("connection")
+                .is_none_or(|c| !c.eq_ignore_ascii_case("close"))
+            && r.stream.is_none()
+            && r.drop_after.is_none();
+        r.write(s, method == "HEAD", self, keep)?;
+        Ok(keep)
     }
 
-    fn route(&self, method: &str, target: &str, range: Option<usize>, auth: Option<&str>) -> Resp {
+    fn route(
+        &self,
+        method: &str,
+        target: &str,
+        range: Option<(usize, Option<usize>)>,
+        auth: Option<&str>,
+    ) -> Resp {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let segs: Vec<String> = path.split('/').skip(1).map(decode).collect();
         let mut st = self.state.lock().expect("lock");
@@ -259,6 +354,10 @@ impl MockHub {
         if segs.first().map(String::as_str) == Some("lfs-cdn") {
             // /lfs-cdn/<sha256>: the separate download path of LFS files.
             let sha = segs.get(1).cloned().unwrap_or_default();
+            if st.faults.cdn_403 > 0 {
+                st.faults.cdn_403 -= 1;
+                return Resp::status(403);
+            }
             if let Some(prefix) = &st.hostile.cdn_redirect {
                 let mut r = Resp::status(302);
                 r.headers.push((
@@ -429,13 +528,19 @@ impl MockHub {
                         status: 302,
                         headers: h,
                         body: ptr.into_bytes(),
+                        shared: None,
                         drop_after: None,
                         stream: None,
                     }
                 } else if method == "HEAD" {
                     let mut r = Resp::status(200);
                     r.headers = h;
-                    r.body = (*f.data).clone();
+                    r.shared = Some(Shared {
+                        data: Arc::clone(&f.data),
+                        start: 0,
+                        end: f.data.len(),
+                        flip: Vec::new(),
+                    });
                     r
                 } else {
                     content(&mut st, &fpath, &f, range, h)
@@ -450,7 +555,7 @@ fn content(
     st: &mut State,
     path: &str,
     f: &MockFile,
-    range: Option<usize>,
+    range: Option<(usize, Option<usize>)>,
     mut headers: Vec<(String, String)>,
 ) -> Resp {
     if let Some(n) = st.faults.fail_500.get_mut(path) {
@@ -459,12 +564,30 @@ fn content(
             return Resp::status(500);
         }
     }
-    let mut data = (*f.data).clone();
-    if st.faults.corrupt.iter().any(|p| p == path) && !data.is_empty() {
-        data[0] ^= 1;
+    if let Some((n, secs)) = st.faults.rate_limit.get_mut(path) {
+        if *n > 0 {
+            *n -= 1;
+            let mut r = Resp::status(429);
+            r.headers.push(("Retry-After".into(), secs.to_string()));
+            return r;
+        }
+    }
+    if let (Some((from, _)), Some((at, n))) = (range, st.faults.fail_range.get_mut(path)) {
+        if from == *at && *n > 0 {
+            *n -= 1;
+            return Resp::status(500);
+        }
+    }
+    let mut total = f.data.len();
+    let mut flip = Vec::new();
+    if st.faults.corrupt.iter().any(|p| p == path) && total > 0 {
+        flip.push(0);
+    }
+    if let Some(&at) = st.faults.corrupt_at.get(path) {
+        flip.push(at);
     }
     if st.faults.truncate.iter().any(|p| p == path) {
-        data.pop();
+        total = total.saturating_sub(1);
     }
     let mut drop_after = None;
     if let Some((n, times)) = st.faults.drop_after.get_mut(path) {
@@ -484,25 +607,88 @@ fn content(
             .get(path)
             .map(|ms| Stream::Trickle(*ms))
     };
-    let total = data.len();
-    let (status, body) = match range {
-        Some(from) if from < total => {
-            headers.push((
-                "Content-Range".into(),
-                format!("bytes {from}-{}/{total}", total - 1),
-            ));
-            (206, data[from..].to_vec())
+    let mut range = range;
+    if st.faults.no_ranges {
+        range = None;
+    }
+    if let (Some((from, _)), Some(n)) = (range, st.faults.range_200.get_mut(path)) {
+        if from > 0 && *n > 0 {
+            *n -= 1;
+            range = None;
         }
-        Some(_) => (416, Vec::new()),
-        None => (200, data),
+    }
+    let (status, start, end) = match range {
+        Some((from, last)) if from < total => {
+            let end = last.map_or(total, |l| (l + 1).min(total));
+            if end <= from {
+                (416, 0, 0)
+            } else {
+                headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {from}-{}/{total}", end - 1),
+                ));
+                (206, from, end)
+            }
+        }
+        Some(_) => (416, 0, 0),
+        None => (200, 0, total),
     };
-    headers.push(("Accept-Ranges".into(), "bytes".into()));
+    if !st.faults.no_ranges {
+        headers.push(("Accept-Ranges".into(), "bytes".into()));
+    }
+    let shared = Shared {
+        data: Arc::clone(&f.data),
+        start,
+        end,
+        flip,
+    };
+    let (body, shared) = if stream.is_some() {
+        (shared.to_vec(), None)
+    } else {
+        (Vec::new(), Some(shared))
+    };
     Resp {
         status,
         headers,
         body,
+        shared,
         drop_after,
         stream,
+    }
+}
+
+/// A slice of a file's contents, sent without copying the file, with
+/// bytes flipped where a fault says so.
+struct Shared {
+    data: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+    /// Offsets in the file whose byte is sent flipped.
+    flip: Vec<usize>,
+}
+
+impl Shared {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+    /// Bytes `[a, b)` of the slice (offsets within it), flips applied.
+    fn piece(&self, a: usize, b: usize) -> std::borrow::Cow<'_, [u8]> {
+        let (fa, fb) = (self.start + a, self.start + b);
+        let s = &self.data[fa..fb];
+        if self.flip.iter().any(|&o| (fa..fb).contains(&o)) {
+            let mut v = s.to_vec();
+            for &o in &self.flip {
+                if (fa..fb).contains(&o) {
+                    v[o - fa] ^= 1;
+                }
+            }
+            std::borrow::Cow::Owned(v)
+        } else {
+            std::borrow::Cow::Borrowed(s)
+        }
+    }
+    fn to_vec(&self) -> Vec<u8> {
+        self.piece(0, self.len()).into_owned()
     }
 }
 
@@ -561,6 +747,8 @@ struct Resp {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// File contents (instead of `body`).
+    shared: Option<Shared>,
     drop_after: Option<usize>,
     stream: Option<Stream>,
 }
@@ -571,6 +759,7 @@ impl Resp {
             status,
             headers: Vec::new(),
             body: format!("status {status}").into_bytes(),
+            shared: None,
             drop_after: None,
             stream: None,
         }
@@ -580,15 +769,27 @@ impl Resp {
             status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: v.to_string().into_bytes(),
+            shared: None,
             drop_after: None,
             stream: None,
         }
     }
-    fn write(self, mut s: TcpStream, head: bool) -> std::io::Result<()> {
-        let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", self.status);
+    fn write(
+        self,
+        mut s: &TcpStream,
+        head: bool,
+        hub: &MockHub,
+        keep: bool,
+    ) -> std::io::Result<()> {
+        let mut out = format!(
+            "HTTP/1.1 {} X\r\nConnection: {}\r\n",
+            self.status,
+            if keep { "keep-alive" } else { "close" }
+        );
         let unannounced = matches!(self.stream, Some(Stream::Endless | Stream::Huge(_)));
+        let len = self.shared.as_ref().map_or(self.body.len(), Shared::len);
         if (!self.headers.iter().any(|(k, _)| k == "X-Linked-Size") || !head) && !unannounced {
-            out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+            out.push_str(&format!("Content-Length: {len}\r\n"));
         }
         for (k, v) in &self.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
@@ -603,19 +804,40 @@ impl Resp {
             return write_stream(s, &self.body, st);
         }
         if !head {
-            let n = self
-                .drop_after
-                .unwrap_or(self.body.len())
-                .min(self.body.len());
-            s.write_all(&self.body[..n])?;
+            let n = self.drop_after.unwrap_or(len).min(len);
+            match &self.shared {
+                Some(sh) => {
+                    // In pieces, each counted, at most `cap` bytes per
+                    // second on this connection.
+                    let cap = hub.state.lock().expect("lock").cap;
+                    let t0 = std::time::Instant::now();
+                    let mut sent = 0usize;
+                    while sent < n {
+                        let k = (n - sent).min(64 << 10);
+                        s.write_all(&sh.piece(sent, sent + k))?;
+                        sent += k;
+                        hub.state.lock().expect("lock").served += k as u64;
+                        if let Some(c) = cap.filter(|c| *c > 0) {
+                            let due = std::time::Duration::from_secs_f64(sent as f64 / c as f64);
+                            if let Some(w) = due.checked_sub(t0.elapsed()) {
+                                std::thread::sleep(w);
+                            }
+                        }
+                    }
+                }
+                None => s.write_all(&self.body[..n])?,
+            }
         }
         s.flush()?;
+        if keep {
+            return Ok(());
+        }
         s.shutdown(std::net::Shutdown::Both)
     }
 }
 
 /// Sends a hostile body until it ends or the client goes away.
-fn write_stream(mut s: TcpStream, body: &[u8], st: Stream) -> std::io::Result<()> {
+fn write_stream(mut s: &TcpStream, body: &[u8], st: Stream) -> std::io::Result<()> {
     match st {
         Stream::Endless => {
             s.write_all(body)?;

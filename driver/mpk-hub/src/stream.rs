@@ -4,14 +4,19 @@
 //! fit on the disk. Nothing is written anywhere; the caller hashes the
 //! bytes and compares them with the lock. Reads stop at the end of the
 //! range whatever the server sends, and a stalled or trickling body is cut
-//! by the client's minimum-progress rule, then resumed.
+//! by the client's minimum-progress rule, then resumed. A server that
+//! answers a range with the whole file (`200`) is read from the start and
+//! the bytes before the range are skipped. The file is resolved once
+//! ([`crate::sched::Target`]); `mpk reproduce` reads the bulk of it
+//! through [`crate::sched::Prefetch`], this reader serving the rest.
 
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::client::{Attempt, Hub};
+use crate::client::{Attempt, ByteRange, Hub};
 use crate::fetch::Expected;
 use crate::names::{Commit, RepoId};
+use crate::sched::Target;
 use crate::{Error, Result};
 
 /// One file of a repo at a commit, checked against the lock by `HEAD`
@@ -19,7 +24,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct RemoteFile {
     hub: Arc<Hub>,
-    url: String,
+    target: Arc<Target>,
     path: String,
     size: u64,
 }
@@ -28,17 +33,23 @@ impl RemoteFile {
     /// Resolves `exp.path` of `repo` at `commit` and checks what the Hub
     /// says about it against `exp`.
     pub fn open(hub: Arc<Hub>, repo: &RepoId, commit: &Commit, exp: &Expected) -> Result<Self> {
-        if hub.config().offline {
-            return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
-        }
-        let meta = hub.file_meta(repo, commit, &exp.path)?;
-        crate::fetch::check_meta(&meta, commit, exp)?;
+        let target = Arc::new(Target::resolve(&hub, repo, commit, exp)?);
         Ok(Self {
             hub,
-            url: meta.url,
+            target,
             path: exp.path.to_string(),
             size: exp.size,
         })
+    }
+
+    /// The resolved file (for [`crate::sched::Prefetch`]).
+    pub fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// The client.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// Size of the contents.
@@ -98,11 +109,27 @@ impl std::fmt::Debug for RangeReader {
 impl RangeReader {
     fn connect(&mut self) -> Result<Box<dyn Read + Send>> {
         let hub = &self.file.hub;
-        let url = &self.file.url;
+        let (generation, url) = self.file.target.url();
+        let url = &url;
         let what = format!("`{}`", self.file.path);
         let pos = self.pos;
-        let r = match hub.request("GET", url, (pos > 0).then_some(pos), &what) {
+        let range = ByteRange {
+            from: pos,
+            to: Some(self.end),
+        };
+        let r = match hub.request("GET", url, Some(range), &what) {
             Ok(r) => r,
+            Err(Attempt::Fatal(
+                e @ (Error::Unauthorized { .. } | Error::Status { status: 410, .. }),
+            )) => {
+                // An expired signed URL: resolve again (a bounded number of
+                // times, else this error), then the caller retries.
+                self.file.target.refresh(hub, generation, e)?;
+                return Err(Error::Protocol {
+                    url: url.clone(),
+                    msg: format!("{what}: the download URL was refused; resolved again"),
+                });
+            }
             Err(Attempt::Retry(e) | Attempt::Fatal(e)) => return Err(e),
         };
         let status = r.status().as_u16();
@@ -111,7 +138,7 @@ impl RangeReader {
                 .get("content-range")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with(&format!("bytes {pos}-")));
-        if !(ranged || (status == 200 && pos == 0)) {
+        if !(ranged || status == 200) {
             return Err(Error::Protocol {
                 url: url.clone(),
                 msg: format!("HTTP {status} to a request for bytes {pos}- of {what}"),
@@ -119,7 +146,24 @@ impl RangeReader {
         }
         // Never more than the range: the reader below asks for at most
         // `end - pos` bytes, and the watchdog cuts a trickle.
-        Ok(Box::new(hub.guard(r.into_body().into_reader(), url)))
+        let mut body = hub.guard(r.into_body().into_reader(), url);
+        if status == 200 && pos > 0 {
+            // The whole file: skip to the range.
+            let skipped =
+                std::io::copy(&mut (&mut body).take(pos), &mut std::io::sink()).map_err(|e| {
+                    Error::Network {
+                        url: url.clone(),
+                        source: Box::new(e),
+                    }
+                })?;
+            if skipped < pos {
+                return Err(Error::Protocol {
+                    url: url.clone(),
+                    msg: format!("{what}: the body ended at byte {skipped}, before {pos}"),
+                });
+            }
+        }
+        Ok(Box::new(body))
     }
 
     fn fail(&mut self, e: Error) -> std::io::Result<()> {
@@ -162,7 +206,7 @@ impl Read for RangeReader {
                 Ok(0) => {
                     // The server closed early: resume from here.
                     let e = Error::Protocol {
-                        url: self.file.url.clone(),
+                        url: self.file.target.url().1,
                         msg: "connection closed before the end of the range".into(),
                     };
                     self.fail(e)?;
@@ -177,7 +221,7 @@ impl Read for RangeReader {
                 }
                 Err(e) => {
                     let e = Error::Network {
-                        url: self.file.url.clone(),
+                        url: self.file.target.url().1,
                         source: Box::new(e),
                     };
                     self.fail(e)?;

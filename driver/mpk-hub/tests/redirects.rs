@@ -22,6 +22,7 @@ fn client(hub: &MockHub, max_redirects: u32) -> Hub {
             max_redirects,
             ..Limits::default()
         },
+        connections: 1,
     })
     .unwrap()
 }

@@ -231,16 +231,33 @@ mod from_hub {
     use mpk_hub::fetch::{Expected, verify_cached};
     use mpk_hub::{HfCache, Hub, Lock};
 
-    /// A locked file read straight from the Hub.
+    /// A locked file read straight from the Hub: its full blocks through
+    /// the ordered prefetch window (several connections, ranges out of
+    /// order, handed out in image order), anything else (tails) by a
+    /// ranged request of its own.
     #[derive(Debug)]
-    struct HubRemote(mpk_hub::stream::RemoteFile);
+    struct HubRemote {
+        file: mpk_hub::stream::RemoteFile,
+        window: Option<std::sync::Arc<mpk_hub::sched::Prefetch>>,
+    }
 
     impl scan::Remote for HubRemote {
         fn range(&self, from: u64, to: u64) -> Box<dyn std::io::Read + Send> {
-            Box::new(self.0.range(from, to))
+            match &self.window {
+                Some(w) => {
+                    let f = self.file.clone();
+                    Box::new(w.reader(
+                        self.file.target(),
+                        from,
+                        to,
+                        Box::new(move |pos| Box::new(f.range(pos, to))),
+                    ))
+                }
+                None => Box::new(self.file.range(from, to)),
+            }
         }
         fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
-            self.0.read_exact_at(buf, off)
+            self.file.read_exact_at(buf, off)
         }
     }
 
@@ -290,27 +307,89 @@ mod from_hub {
         Ok((scan::Scan { tree, sources }, index))
     }
 
-    /// The tree of a lock's files, each read from the Hub at the lock's commit.
+    /// The tree of a lock's files, each read from the Hub at the lock's
+    /// commit (resolved once, here): the full blocks of every file through
+    /// one [`mpk_hub::sched::Prefetch`] planned in image order.
     fn remote_scan(
         hub: std::sync::Arc<Hub>,
         lock: &Lock,
+        identity: &Identity,
+        schemas: Schemas,
+        expect: &Reference,
     ) -> Result<(scan::Scan, Vec<Option<usize>>)> {
+        use std::sync::Arc;
         let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
-        lock_scan(lock, |_, f| {
+        let mut files = Vec::new();
+        let (mut scan, index) = lock_scan(lock, |_, f| {
             let remote = mpk_hub::stream::RemoteFile::open(
-                std::sync::Arc::clone(&hub),
+                Arc::clone(&hub),
                 &repo,
                 &commit,
                 &Expected::try_from(f)?,
             )
             .with_context(|| format!("cannot open `{}` on the Hub", f.path))?;
+            files.push(remote);
             Ok(scan::Source {
                 path: f.path.clone().into(),
                 size: f.size,
                 stamp: scan::Stamp::default(),
-                remote: Some(std::sync::Arc::new(HubRemote(remote))),
+                remote: None,
             })
-        })
+        })?;
+        // Nodes in the order `lock_scan` made them: files in lock order.
+        let mut by_node = std::collections::HashMap::new();
+        let mut it = files.into_iter();
+        for (id, s) in scan.sources.iter().enumerate() {
+            if s.is_some() {
+                by_node.insert(id, it.next().expect("one remote per file"));
+            }
+        }
+        // The order the pipeline reads full blocks in: the layout's, of the
+        // schema tried first (with `Auto`, the first whose image length is
+        // the expected one; a later attempt reads what the window does not
+        // hold straight from the Hub).
+        let uuid = *identity.uuid().as_bytes();
+        let schema = match schemas {
+            Schemas::One(s) => s,
+            Schemas::Auto => Schema::ALL
+                .into_iter()
+                .find(|s| {
+                    mpk_erofs::plan_for(s.mkfs(), &scan.tree, uuid)
+                        .is_ok_and(|l| l.image_len() == expect.hash_offset)
+                })
+                .unwrap_or_default(),
+        };
+        let layout = mpk_erofs::plan_for(schema.mkfs(), &scan.tree, uuid)
+            .context("cannot lay out the files")?;
+        let plan: Vec<_> = layout
+            .extents()
+            .into_iter()
+            .filter_map(|e| match e {
+                mpk_erofs::Extent::File {
+                    node,
+                    file_block,
+                    count,
+                    ..
+                } => by_node.get(&node.0).map(|f| {
+                    (
+                        Arc::clone(f.target()),
+                        file_block * 4096,
+                        (file_block + count) * 4096,
+                    )
+                }),
+                mpk_erofs::Extent::Meta { .. } => None,
+            })
+            .collect();
+        let window = Arc::new(mpk_hub::sched::Prefetch::start(Arc::clone(&hub), &plan));
+        for (id, s) in scan.sources.iter_mut().enumerate() {
+            if let (Some(s), Some(f)) = (s, by_node.remove(&id)) {
+                s.remote = Some(Arc::new(HubRemote {
+                    file: f,
+                    window: Some(Arc::clone(&window)),
+                }));
+            }
+        }
+        Ok((scan, index))
     }
 
     /// The reference of `lock`'s files read in place from the cache (each
@@ -358,7 +437,10 @@ mod from_hub {
 
     /// The reference of `lock`'s files, streamed from the Hub and never
     /// written: each file's SHA-256, computed in the same pass, must equal the
-    /// lock's.
+    /// lock's. The bytes come on `hub.config().connections` connections
+    /// through a reorder window of at most
+    /// [`mpk_hub::sched::Prefetch::window`] chunks of
+    /// [`mpk_hub::sched::CHUNK`] bytes.
     pub fn reproduce_remote(
         hub: std::sync::Arc<Hub>,
         lock: &Lock,
@@ -368,7 +450,7 @@ mod from_hub {
         threads: Option<usize>,
         progress: &dyn Progress,
     ) -> Result<Reproduced> {
-        let (scan, index) = remote_scan(hub, lock)?;
+        let (scan, index) = remote_scan(hub, lock, identity, schemas, expect)?;
         check_scan(
             &scan, &index, lock, identity, schemas, expect, threads, progress,
         )
