@@ -1016,6 +1016,15 @@ fn ranges_and_connections_give_the_same_results() {
     let o = e.run(&["fetch", l, "-q"]);
     ok(&o);
     e.assert_nothing_left();
+    // Files are resolved in parallel; one that is missing is named.
+    e.hub.faults(|f| {
+        f.no_ranges = false;
+        f.missing.push("model-2.safetensors".into());
+    });
+    let o = e.run(&["reproduce", "--lock", l, "--expect", &reference, "-q"]);
+    assert_eq!(o.status.code(), Some(2));
+    fails(&o, &["model-2.safetensors", "404"]);
+    e.hub.faults(|f| f.missing.clear());
     // Connection counts out of range are refused before any transfer.
     for bad in ["0", "65", "x"] {
         let o = e.run(&["fetch", l, "-q", "--connections", bad]);

@@ -319,15 +319,56 @@ mod from_hub {
     ) -> Result<(scan::Scan, Vec<Option<usize>>)> {
         use std::sync::Arc;
         let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
+        // Resolve every file first, on the scheduler's connections: one
+        // HEAD per file, not one round trip after another.
+        let n = hub.config().connections.max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let resolved: Vec<std::sync::Mutex<Option<Result<mpk_hub::stream::RemoteFile>>>> =
+            lock.files.iter().map(|_| Default::default()).collect();
+        std::thread::scope(|s| {
+            for _ in 0..n.min(lock.files.len()) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = lock.files.get(i) else {
+                            return;
+                        };
+                        if f.path.starts_with(".cache/") {
+                            continue; // left out of the image (`lock_scan`)
+                        }
+                        let r = Expected::try_from(f)
+                            .and_then(|e| {
+                                mpk_hub::stream::RemoteFile::open(
+                                    Arc::clone(&hub),
+                                    &repo,
+                                    &commit,
+                                    &e,
+                                )
+                            })
+                            .with_context(|| format!("cannot open `{}` on the Hub", f.path));
+                        let failed = r.is_err();
+                        *resolved[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                        if failed {
+                            // Stop the others early; the first error is reported.
+                            next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
         let mut files = Vec::new();
-        let (mut scan, index) = lock_scan(lock, |_, f| {
-            let remote = mpk_hub::stream::RemoteFile::open(
-                Arc::clone(&hub),
-                &repo,
-                &commit,
-                &Expected::try_from(f)?,
-            )
-            .with_context(|| format!("cannot open `{}` on the Hub", f.path))?;
+        let (mut scan, index) = lock_scan(lock, |i, f| {
+            let remote = resolved[i]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| {
+                    Err(anyhow::anyhow!(
+                        "`{}` was not resolved (an earlier file failed)",
+                        f.path
+                    ))
+                })?;
             files.push(remote);
             Ok(scan::Source {
                 path: f.path.clone().into(),
