@@ -144,7 +144,8 @@ fn assemble(g: &Gen, mkfs: Mkfs) -> Vec<u8> {
         .to_bytes(|n| g.contents[&n.0].as_slice())
 }
 
-fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
+/// Runs the reference mkfs.erofs on `dir` into `out`.
+fn run_reference(tool: &Ref, dir: &Path, out: &Path) {
     let mut cmd = Command::new(&tool.path);
     cmd.env_remove("SOURCE_DATE_EPOCH")
         .arg("--all-root")
@@ -155,6 +156,10 @@ fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
     }
     let st = cmd.arg(out).arg(dir).output().unwrap();
     assert!(st.status.success(), "mkfs.erofs failed: {st:?}");
+}
+
+fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
+    run_reference(tool, dir, out);
     std::fs::read(out).unwrap()
 }
 
@@ -499,14 +504,7 @@ fn check_sparse(tool: &Ref, tails: &[u64]) {
         paths.insert(id.0, dir.join(&small));
     }
     let out = tmp.path().join("ref.img");
-    let mut cmd = Command::new(&tool.path);
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .args(["--all-root", "-T0", &format!("-U{UUID_STR}")]);
-    if tool.mkfs == Mkfs::V1_8_6 {
-        cmd.arg("-b4096").arg(format!("--workers={}", tool.workers));
-    }
-    let st = cmd.arg(&out).arg(&dir).output().unwrap();
-    assert!(st.status.success(), "mkfs.erofs failed: {st:?}");
+    run_reference(tool, &dir, &out);
     let img = std::fs::File::open(&out).unwrap();
     let layout = plan_for(tool.mkfs, &tree, UUID).unwrap();
     assert_eq!(img.metadata().unwrap().len(), layout.image_len(), "length");
