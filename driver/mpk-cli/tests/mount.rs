@@ -23,6 +23,13 @@ struct Packed {
 }
 
 fn packed(seed: u64) -> Packed {
+    packed_as(seed, &[])
+}
+
+/// [`packed`] with `mpk pack` arguments `args`; with `--schema
+/// modelwrap-v2` the tree also holds what only 1.8.6 stores (`lost+found`,
+/// a 255-byte name).
+fn packed_as(seed: u64, args: &[&str]) -> Packed {
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("src");
     tree::random_tree(&src, seed);
@@ -47,14 +54,15 @@ fn packed(seed: u64) -> Packed {
     symlink(&outside, src.join("linked.bin")).expect("symlink");
     fs::hard_link(&outside, src.join("hard.bin")).expect("link");
     write(&src.join(".cache/huggingface/x"), b"left out");
+    if args.contains(&"modelwrap-v2") {
+        write(&src.join("lost+found/x"), b"kept by 1.8.6");
+        write(&src.join("edge").join("n".repeat(255)), b"255");
+    }
     let image = tmp.path().join("out/model.mpk");
     mkdir(image.parent().expect("parent"));
-    mpk_pack_ok(
-        &src,
-        &test_identity(seed),
-        &image,
-        &["--allow-external-symlinks"],
-    );
+    let mut args = args.to_vec();
+    args.push("--allow-external-symlinks");
+    mpk_pack_ok(&src, &test_identity(seed), &image, &args);
     Packed {
         _tmp: tmp,
         src,
@@ -231,6 +239,35 @@ fn mounted_image_matches_source() {
             &expected_view(&p.src),
             &got,
             &format!("mount (seed {seed})"),
+        );
+    }
+}
+
+/// The kernel reads a `modelwrap-v2` (mkfs.erofs 1.8.6 layout) image too:
+/// the guest needs no schema.
+#[test]
+fn mounted_modelwrap_v2_image_matches_source() {
+    if !is_root() {
+        assert!(
+            !common::tools_required(),
+            "the mount test needs root and MPK_REQUIRE_TOOLS=1"
+        );
+        eprintln!("SKIP: not root, cannot mount");
+        return;
+    }
+    for seed in [7u64, 8] {
+        let p = packed_as(seed, &["--schema", "modelwrap-v2"]);
+        let mnt = p._tmp.path().join("mnt");
+        mkdir(&mnt);
+        let Some(guard) = mount(&p.image, &mnt) else {
+            return;
+        };
+        let got = actual_view(&mnt, true);
+        drop(guard);
+        assert_same_view(
+            &expected_view(&p.src),
+            &got,
+            &format!("mount of a v2 image (seed {seed})"),
         );
     }
 }

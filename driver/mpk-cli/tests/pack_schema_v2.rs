@@ -256,6 +256,17 @@ fn reproduce_auto_names_the_matching_schema() {
         let v = json(&reproduce(&root, &id, r, name));
         assert_eq!(v["match"], true);
     }
+    // A tree only 1.8.6 can lay out, against a wrong reference: auto
+    // computes v2's reference and reports the mismatch (not v1's refusal).
+    let (_t2, odd) = fresh_tree();
+    write(&odd.join("lost+found/x"), b"x");
+    let o = reproduce(&odd, &id, r1, "auto");
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(
+        (v["match"].clone(), v["schema"].clone()),
+        (false.into(), "modelwrap-v2".into())
+    );
     // v2's reference under schema v1: computed, compared, not equal.
     let o = reproduce(&root, &id, r2, "modelwrap-v1");
     assert!(!o.status.success());

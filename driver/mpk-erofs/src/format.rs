@@ -1,5 +1,6 @@
-//! On-disk EROFS structures as written by mkfs.erofs 1.5 for uncompressed
-//! images: superblock, compact and extended inodes, directory entries.
+//! On-disk EROFS structures as written by mkfs.erofs 1.5 and 1.8.6 for
+//! uncompressed images (the same fields and values in both): superblock,
+//! compact and extended inodes, directory entries.
 //!
 //! Each struct is declared once, with the byte offsets of the kernel's
 //! `fs/erofs/erofs_fs.h` in comments, and encodes/decodes itself to a fixed

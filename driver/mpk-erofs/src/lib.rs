@@ -1,6 +1,7 @@
-//! Pure EROFS: a planner/writer that reproduces `mkfs.erofs` 1.5 byte for
-//! byte (uncompressed, `--all-root -T0 -U<uuid>`, no xattrs), and a reader
-//! that lists, extracts and maps blocks back to files.
+//! Pure EROFS: planners/writers that reproduce `mkfs.erofs` 1.5 and 1.8.6
+//! byte for byte (uncompressed, `--all-root -T0 -U<uuid>`, 1.8.6 also with
+//! `-b4096`; no xattrs), chosen by [`Mkfs`], and a reader that lists,
+//! extracts and maps blocks back to files for both.
 //!
 //! No I/O happens here: the planner takes a [`Tree`] of names, modes and
 //! sizes and returns a [`Layout`]; the caller streams file contents into

@@ -14,11 +14,9 @@ use std::collections::VecDeque;
 
 use crate::Error;
 use crate::alloc186::{Alloc, BbId, Use};
-use crate::format::{
-    BLOCK_SIZE, ISLOT_BITS, LAYOUT_FLAT_INLINE, LAYOUT_FLAT_PLAIN, SUPERBLOCK_END,
-};
+use crate::format::{BLOCK_SIZE, ISLOT_BITS, LAYOUT_FLAT_INLINE, SUPERBLOCK_END};
 use crate::tree::{NodeId, NodeKind, Tree};
-use crate::writer::{Decided, DirEntry, Layout, assemble, dir_entries};
+use crate::writer::{At, Facts, Layout, assemble, dir_entries};
 
 const B: u64 = BLOCK_SIZE;
 
@@ -31,11 +29,7 @@ struct Planner<'a> {
     tail_pos: Vec<Option<(BbId, u64)>>,
     /// The tail goes in a block of its own, allocated late (`lazy_tailblock`).
     lazy: Vec<bool>,
-    inos: Vec<u32>,
-    layouts: Vec<u16>,
-    sizes: Vec<u64>,
-    nlinks: Vec<u32>,
-    sorted: Vec<Vec<DirEntry>>,
+    facts: Facts,
 }
 
 /// Plans the 1.8.6 image of `tree` with filesystem UUID `uuid`.
@@ -49,11 +43,7 @@ pub(crate) fn plan(tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
         first_block: vec![None; n],
         tail_pos: vec![None; n],
         lazy: vec![false; n],
-        inos: vec![0; n],
-        layouts: vec![LAYOUT_FLAT_PLAIN; n],
-        sizes: vec![0; n],
-        nlinks: vec![1; n],
-        sorted: vec![Vec::new(); n],
+        facts: Facts::new(n),
     };
     // erofs_reserve_sb: an empty META buffer, ballooned to 1152 bytes and
     // mapped at block 0.
@@ -80,7 +70,7 @@ pub(crate) fn plan(tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
     let mut queue = VecDeque::from([Tree::ROOT]);
     while let Some(dir) = queue.pop_front() {
         let mut subdirs = Vec::new();
-        let children: Vec<NodeId> = p.sorted[dir.0]
+        let children: Vec<NodeId> = p.facts.entries[dir.0]
             .iter()
             .filter(|(name, _, _)| name.as_slice() != b"." && name.as_slice() != b"..")
             .map(|&(_, id, _)| id)
@@ -101,29 +91,15 @@ pub(crate) fn plan(tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
     }
     // erofs_bflush / erofs_writesb: everything left gets an address.
     p.alloc.map(None);
-    let decided = (0..n)
+    let at: Vec<At> = (0..n)
         .map(|i| {
+            let addr = |bb| p.alloc.addr(bb).expect("mapped") * B;
             let (bb, ioff) = p.inode_pos[i].expect("every node placed");
-            Decided {
-                ino: p.inos[i],
-                inode_offset: p.alloc.addr(bb).expect("mapped") * B + ioff,
-                first_block: p.first_block[i],
-                tail_offset: p.tail_pos[i]
-                    .map(|(tbb, toff)| p.alloc.addr(tbb).expect("mapped") * B + toff),
-                layout: p.layouts[i],
-                nlink: p.nlinks[i],
-                size: p.sizes[i],
-            }
+            let tail = p.tail_pos[i].map(|(tbb, toff)| addr(tbb) + toff);
+            (addr(bb) + ioff, p.first_block[i], tail)
         })
         .collect();
-    assemble(
-        tree,
-        decided,
-        &p.sorted,
-        u64::from(p.ino),
-        p.alloc.tail(),
-        uuid,
-    )
+    assemble(tree, &p.facts, &at, u64::from(p.ino), p.alloc.tail(), uuid)
 }
 
 impl Planner<'_> {
@@ -135,7 +111,7 @@ impl Planner<'_> {
             Ok((bb, off)) => {
                 self.inode_pos[id.0] = Some((bb, off));
                 if t > 0 {
-                    self.layouts[id.0] = LAYOUT_FLAT_INLINE;
+                    self.facts.layout[id.0] = LAYOUT_FLAT_INLINE;
                     let toff = self.alloc.attach_after(bb, t);
                     self.tail_pos[id.0] = Some((bb, toff));
                 }
@@ -154,14 +130,14 @@ impl Planner<'_> {
         }
         // `i_ino` counts from 1, in job order.
         self.ino = self.ino.checked_add(1).ok_or(Error::TooManyInodes)?;
-        self.inos[id.0] = self.ino;
+        self.facts.ino[id.0] = self.ino;
         Ok(())
     }
 
     /// `erofs_write_tail_end`: a tail that is not inline goes at the start
     /// of its tail block; then the data buffer is dropped.
     fn tail_end(&mut self, id: NodeId, data: Option<BbId>, what: Use) {
-        let t = self.sizes[id.0] % B;
+        let t = self.facts.size[id.0] % B;
         let mut data = data;
         if t > 0 && self.tail_pos[id.0].is_none() {
             let bb = match data {
@@ -193,7 +169,7 @@ impl Planner<'_> {
     /// A file's job: its full blocks (a new DATA buffer, mapped at once),
     /// its inode, its tail.
     fn file(&mut self, id: NodeId, size: u64) -> Result<(), Error> {
-        self.sizes[id.0] = size;
+        self.facts.size[id.0] = size;
         let s = if size > u64::from(u32::MAX) { 64 } else { 32 };
         let full = size / B;
         if full > u64::from(u32::MAX) {
@@ -218,9 +194,9 @@ impl Planner<'_> {
     /// its entries inline if they fit. Its blocks come later.
     fn dir_inode(&mut self, id: NodeId) -> Result<(), Error> {
         let (entries, nlink, d) = dir_entries(self.tree, id)?;
-        self.sorted[id.0] = entries;
-        self.nlinks[id.0] = nlink;
-        self.sizes[id.0] = d;
+        self.facts.entries[id.0] = entries;
+        self.facts.nlink[id.0] = nlink;
+        self.facts.size[id.0] = d;
         // A directory's inode size is chosen while its size is still 0.
         self.inode(id, 32, d % B, None)
     }
@@ -230,7 +206,7 @@ impl Planner<'_> {
     /// everything before it), every entry's inode mapped as its nid is
     /// looked up, then its tail.
     fn dir_blocks(&mut self, id: NodeId) -> Result<(), Error> {
-        let full = self.sizes[id.0] / B;
+        let full = self.facts.size[id.0] / B;
         let data = (full > 0).then(|| {
             let (bb, _) = self
                 .alloc
@@ -240,7 +216,7 @@ impl Planner<'_> {
             self.first_block[id.0] = self.alloc.addr(bb);
             bb
         });
-        for &(_, target, _) in &self.sorted[id.0] {
+        for &(_, target, _) in &self.facts.entries[id.0] {
             let (bb, _) = self.inode_pos[target.0].expect("placed before lookup");
             self.alloc.map(Some(bb));
         }

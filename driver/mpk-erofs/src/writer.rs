@@ -96,11 +96,7 @@ struct Planner<'a> {
     inode_pos: Vec<Option<(BbId, u64)>>,
     data_pos: Vec<Option<u64>>,
     tail_pos: Vec<Option<(BbId, u64)>>,
-    inos: Vec<u32>,
-    layouts: Vec<u16>,
-    sizes: Vec<u64>,
-    nlinks: Vec<u32>,
-    sorted: Vec<Vec<DirEntry>>,
+    facts: Facts,
     root_inode_off: Option<u64>,
 }
 
@@ -116,11 +112,7 @@ pub fn plan(tree: &Tree, uuid: [u8; 16]) -> Result<Layout, Error> {
         inode_pos: vec![None; n],
         data_pos: vec![None; n],
         tail_pos: vec![None; n],
-        inos: vec![0; n],
-        layouts: vec![0; n],
-        sizes: vec![0; n],
-        nlinks: vec![1; n],
-        sorted: vec![Vec::new(); n],
+        facts: Facts::new(n),
         root_inode_off: None,
     };
     // The superblock's buffer block: 1024 zero bytes + 128 bytes.
@@ -176,43 +168,64 @@ pub(crate) fn dir_entries(tree: &Tree, id: NodeId) -> Result<(Vec<DirEntry>, u32
     Ok((entries, nlink, d))
 }
 
-/// What a planner decided for one node, in image byte offsets.
-#[derive(Debug, Clone)]
-pub(crate) struct Decided {
-    pub(crate) ino: u32,
-    pub(crate) inode_offset: u64,
-    pub(crate) first_block: Option<u64>,
-    pub(crate) tail_offset: Option<u64>,
-    pub(crate) layout: u16,
-    pub(crate) nlink: u32,
-    pub(crate) size: u64,
+/// What a planner learns about every node besides where it goes.
+#[derive(Debug)]
+pub(crate) struct Facts {
+    /// `i_ino`.
+    pub(crate) ino: Vec<u32>,
+    /// `LAYOUT_FLAT_PLAIN` or `LAYOUT_FLAT_INLINE`.
+    pub(crate) layout: Vec<u16>,
+    /// File size, or directory size.
+    pub(crate) size: Vec<u64>,
+    /// `i_nlink`.
+    pub(crate) nlink: Vec<u32>,
+    /// A directory's entries in order (empty for files).
+    pub(crate) entries: Vec<Vec<DirEntry>>,
 }
+
+impl Facts {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            ino: vec![0; n],
+            layout: vec![LAYOUT_FLAT_PLAIN; n],
+            size: vec![0; n],
+            nlink: vec![1; n],
+            entries: vec![Vec::new(); n],
+        }
+    }
+}
+
+/// Where a planner put one node: its inode's byte offset, its first full
+/// block, its tail's byte offset.
+pub(crate) type At = (u64, Option<u64>, Option<u64>);
 
 /// Builds the [`Layout`] (superblock, inodes, directory blocks, tails and
 /// file runs) from every node's placement: the part both layout models
 /// share.
 pub(crate) fn assemble(
     tree: &Tree,
-    decided: Vec<Decided>,
-    sorted: &[Vec<DirEntry>],
+    facts: &Facts,
+    at: &[At],
     inos: u64,
     blocks: u64,
     uuid: [u8; 16],
 ) -> Result<Layout, Error> {
     let blocks32 = u32::try_from(blocks).map_err(|_| Error::TooLarge(String::new()))?;
-    let placements: Vec<Placement> = decided
+    let placements: Vec<Placement> = at
         .iter()
-        .map(|d| {
-            let tail_len = d.size % B;
-            Placement {
-                ino: d.ino,
-                nid: d.inode_offset >> ISLOT_BITS,
-                inode_offset: d.inode_offset,
-                first_block: d.first_block,
-                full_blocks: d.size / B,
-                tail_offset: d.tail_offset,
-                tail_len: if d.tail_offset.is_some() { tail_len } else { 0 },
-            }
+        .enumerate()
+        .map(|(i, &(inode_offset, first_block, tail_offset))| Placement {
+            ino: facts.ino[i],
+            nid: inode_offset >> ISLOT_BITS,
+            inode_offset,
+            first_block,
+            full_blocks: facts.size[i] / B,
+            tail_offset,
+            tail_len: if tail_offset.is_some() {
+                facts.size[i] % B
+            } else {
+                0
+            },
         })
         .collect();
     let root_nid = placements[0].nid;
@@ -237,7 +250,7 @@ pub(crate) fn assemble(
         file_runs: Vec::new(),
     };
     layout.put(SUPERBLOCK_OFFSET, &layout.superblock.encode());
-    for (i, d) in decided.iter().enumerate() {
+    for i in 0..at.len() {
         let id = NodeId(i);
         let node = tree.node(id);
         let pl = layout.placements[i].clone();
@@ -247,22 +260,23 @@ pub(crate) fn assemble(
         };
         let raw_blkaddr = match (pl.first_block, pl.tail_offset) {
             (Some(b), _) => b as u32,
-            (None, Some(off)) if d.layout == LAYOUT_FLAT_PLAIN => (off / B) as u32,
+            (None, Some(off)) if facts.layout[i] == LAYOUT_FLAT_PLAIN => (off / B) as u32,
             (None, Some(_)) => NULL_ADDR,
             (None, None) => 0,
         };
+        let size = facts.size[i];
         let inode = Inode {
-            extended: d.size > u64::from(u32::MAX),
-            layout: d.layout,
+            extended: size > u64::from(u32::MAX),
+            layout: facts.layout[i],
             mode,
-            nlink: d.nlink,
-            size: d.size,
+            nlink: facts.nlink[i],
+            size,
             raw_blkaddr,
             ino: pl.ino,
         };
         layout.put(pl.inode_offset, &inode.encode());
         if is_dir {
-            layout.put_dir(&sorted[i], &pl);
+            layout.put_dir(&facts.entries[i], &pl);
         } else {
             if let (Some(first), true) = (pl.first_block, pl.full_blocks > 0) {
                 layout.file_runs.push((first, pl.full_blocks, id));
@@ -285,19 +299,19 @@ pub(crate) fn assemble(
 
 impl Planner<'_> {
     fn process(&mut self, id: NodeId) -> Result<(), Error> {
-        self.inos[id.0] = self.ino;
+        self.facts.ino[id.0] = self.ino;
         self.ino = self.ino.checked_add(1).ok_or(Error::TooManyInodes)?;
         let node = self.tree.node(id);
         let size = match &node.kind {
             NodeKind::File { size } => *size,
             NodeKind::Dir { .. } => {
                 let (entries, nlink, d) = dir_entries(self.tree, id)?;
-                self.nlinks[id.0] = nlink;
-                self.sorted[id.0] = entries;
+                self.facts.nlink[id.0] = nlink;
+                self.facts.entries[id.0] = entries;
                 d
             }
         };
-        self.sizes[id.0] = size;
+        self.facts.size[id.0] = size;
         let is_dir = matches!(node.kind, NodeKind::Dir { .. });
         let s: u64 = if size > u64::from(u32::MAX) { 64 } else { 32 };
         let full = size / B;
@@ -310,12 +324,12 @@ impl Planner<'_> {
         if t == 0 {
             let (bb, ioff, _) = self.alloc.place_inode(s, 0);
             self.inode_pos[id.0] = Some((bb, ioff));
-            self.layouts[id.0] = LAYOUT_FLAT_PLAIN;
+            self.facts.layout[id.0] = LAYOUT_FLAT_PLAIN;
         } else if s + t <= B {
             let (bb, ioff, toff) = self.alloc.place_inode(s, t);
             self.inode_pos[id.0] = Some((bb, ioff));
             self.tail_pos[id.0] = Some((bb, toff));
-            self.layouts[id.0] = LAYOUT_FLAT_INLINE;
+            self.facts.layout[id.0] = LAYOUT_FLAT_INLINE;
         } else {
             // The tail does not fit beside the inode: one extra "tail block".
             let bb = match data_bb {
@@ -333,7 +347,7 @@ impl Planner<'_> {
             self.tail_pos[id.0] = Some((bb, full * B));
             let (ibb, ioff, _) = self.alloc.place_inode(s, 0);
             self.inode_pos[id.0] = Some((ibb, ioff));
-            self.layouts[id.0] = LAYOUT_FLAT_PLAIN;
+            self.facts.layout[id.0] = LAYOUT_FLAT_PLAIN;
         }
         if is_dir {
             let (ibb, ioff) = self.inode_pos[id.0].expect("placed");
@@ -341,7 +355,7 @@ impl Planner<'_> {
                 self.alloc.assign(Some(ibb));
                 self.root_inode_off = Some(self.alloc.addr(ibb).expect("mapped") * B + ioff);
             }
-            let entries = std::mem::take(&mut self.sorted[id.0]);
+            let entries = std::mem::take(&mut self.facts.entries[id.0]);
             for (name, target, _) in &entries {
                 if name.as_slice() != b"." && name.as_slice() != b".." {
                     self.process(*target)?;
@@ -349,7 +363,7 @@ impl Planner<'_> {
                 let (tbb, _) = self.inode_pos[target.0].expect("placed before lookup");
                 self.alloc.assign(Some(tbb));
             }
-            self.sorted[id.0] = entries;
+            self.facts.entries[id.0] = entries;
         }
         if let Some(bb) = data_bb {
             self.alloc.release(bb);
@@ -363,25 +377,18 @@ impl Planner<'_> {
         if root_off > max_root {
             return Err(Error::MetaBlkaddr);
         }
-        let decided = (0..self.tree.len())
+        let at: Vec<At> = (0..self.tree.len())
             .map(|i| {
+                let addr = |bb| self.alloc.addr(bb).expect("mapped") * B;
                 let (bb, ioff) = self.inode_pos[i].expect("every node placed");
-                Decided {
-                    ino: self.inos[i],
-                    inode_offset: self.alloc.addr(bb).expect("mapped") * B + ioff,
-                    first_block: self.data_pos[i],
-                    tail_offset: self.tail_pos[i]
-                        .map(|(tbb, toff)| self.alloc.addr(tbb).expect("mapped") * B + toff),
-                    layout: self.layouts[i],
-                    nlink: self.nlinks[i],
-                    size: self.sizes[i],
-                }
+                let tail = self.tail_pos[i].map(|(tbb, toff)| addr(tbb) + toff);
+                (addr(bb) + ioff, self.data_pos[i], tail)
             })
             .collect();
         assemble(
             self.tree,
-            decided,
-            &self.sorted,
+            &self.facts,
+            &at,
             u64::from(self.ino),
             self.alloc.tail(),
             uuid,

@@ -144,7 +144,8 @@ fn assemble(g: &Gen, mkfs: Mkfs) -> Vec<u8> {
         .to_bytes(|n| g.contents[&n.0].as_slice())
 }
 
-fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
+/// Runs the reference mkfs.erofs on `dir` into `out`.
+fn run_reference(tool: &Ref, dir: &Path, out: &Path) {
     let mut cmd = Command::new(&tool.path);
     cmd.env_remove("SOURCE_DATE_EPOCH")
         .arg("--all-root")
@@ -155,6 +156,10 @@ fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
     }
     let st = cmd.arg(out).arg(dir).output().unwrap();
     assert!(st.status.success(), "mkfs.erofs failed: {st:?}");
+}
+
+fn reference(tool: &Ref, dir: &Path, out: &Path) -> Vec<u8> {
+    run_reference(tool, dir, out);
     std::fs::read(out).unwrap()
 }
 
@@ -499,14 +504,7 @@ fn check_sparse(tool: &Ref, tails: &[u64]) {
         paths.insert(id.0, dir.join(&small));
     }
     let out = tmp.path().join("ref.img");
-    let mut cmd = Command::new(&tool.path);
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .args(["--all-root", "-T0", &format!("-U{UUID_STR}")]);
-    if tool.mkfs == Mkfs::V1_8_6 {
-        cmd.arg("-b4096").arg(format!("--workers={}", tool.workers));
-    }
-    let st = cmd.arg(&out).arg(&dir).output().unwrap();
-    assert!(st.status.success(), "mkfs.erofs failed: {st:?}");
+    run_reference(tool, &dir, &out);
     let img = std::fs::File::open(&out).unwrap();
     let layout = plan_for(tool.mkfs, &tree, UUID).unwrap();
     assert_eq!(img.metadata().unwrap().len(), layout.image_len(), "length");
@@ -591,4 +589,34 @@ fn hundred_thousand_files_match_mkfs_erofs_15() {
 fn hundred_thousand_files_match_mkfs_erofs_186() {
     let Some(tool) = mkfs186() else { return };
     check(5000, &hundred_thousand(), &tool);
+}
+
+/// 65,534 subfolders in one folder: its `i_nlink` (65,536) does not fit a
+/// compact inode and is stored as 1, by both versions.
+fn many_subdirs() -> Gen {
+    let mut g = Gen {
+        tree: Tree::new(0o755),
+        contents: HashMap::new(),
+    };
+    let wide = g.tree.add_dir(Tree::ROOT, b"wide", 0o755).unwrap();
+    for i in 0..65_534u32 {
+        g.tree
+            .add_dir(wide, format!("{i:05}").as_bytes(), 0o755)
+            .unwrap();
+    }
+    let f = g.tree.add_file(Tree::ROOT, b"after", 0o644, 5000).unwrap();
+    g.contents.insert(f.0, content(65_534, 5000));
+    g
+}
+
+#[test]
+fn nlink_overflow_matches_mkfs_erofs_186() {
+    let Some(tool) = mkfs186() else { return };
+    let g = many_subdirs();
+    let layout = plan_for(Mkfs::V1_8_6, &g.tree, UUID).unwrap();
+    let wide = layout.placement(NodeId(1));
+    let img = assemble(&g, Mkfs::V1_8_6);
+    let at = wide.inode_offset as usize;
+    assert_eq!(u16::from_le_bytes([img[at + 6], img[at + 7]]), 1, "i_nlink");
+    check(6000, &g, &tool);
 }

@@ -150,16 +150,24 @@ pub fn reproduce_scan_as(
         Schemas::One(s) => vec![s],
         Schemas::Auto => {
             // Planning is cheap (sizes only): keep the schemas whose image
-            // length is the expected hash offset, else try the first.
-            let fit: Vec<Schema> = Schema::ALL
+            // length is the expected hash offset; with none, the first one
+            // that can lay the files out at all (to show what it computes).
+            let lens: Vec<(Schema, Option<u64>)> = Schema::ALL
                 .into_iter()
-                .filter(|s| {
-                    mpk_erofs::plan_for(s.mkfs(), &scan.tree, uuid)
-                        .is_ok_and(|l| l.image_len() == expect.hash_offset)
+                .map(|s| {
+                    let len =
+                        mpk_erofs::plan_for(s.mkfs(), &scan.tree, uuid).map(|l| l.image_len());
+                    (s, len.ok())
                 })
                 .collect();
+            let fit: Vec<Schema> = lens
+                .iter()
+                .filter(|(_, len)| *len == Some(expect.hash_offset))
+                .map(|(s, _)| *s)
+                .collect();
             if fit.is_empty() {
-                vec![Schema::ALL[0]]
+                let plannable = lens.iter().find(|(_, len)| len.is_some());
+                vec![plannable.map_or(Schema::ALL[0], |(s, _)| *s)]
             } else {
                 fit
             }
