@@ -125,9 +125,28 @@ pub struct ReproduceArgs {
     /// The identity (with --dir), instead of the positional argument.
     #[arg(long)]
     pub identity: Option<Identity>,
-    /// The expected reference, or an `.info` file holding it.
-    #[arg(long)]
-    pub expect: String,
+    /// The expected reference, or an `.info` file holding it (optional
+    /// with --output; with it, a difference publishes nothing).
+    #[arg(long, required_unless_present = "output")]
+    pub expect: Option<String>,
+    /// From a lock: also publish what `mpk build -o OUTDIR` publishes
+    /// beside its image, byte for byte (`<org>/<name>/<commit>.info` and
+    /// `.manifest.json`, and a deployment per --base), without writing any
+    /// image: for models larger than the disk. Needs a concrete --schema.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUTDIR",
+        conflicts_with = "dir"
+    )]
+    pub output: Option<Utf8PathBuf>,
+    /// With --output: a base image folder; a deployment document is
+    /// written for it, as `mpk build --base` does. Repeatable.
+    #[arg(long = "base", value_name = "DIR", requires = "output")]
+    pub bases: Vec<std::path::PathBuf>,
+    /// With --output: replace existing documents.
+    #[arg(long, requires = "output")]
+    pub force: bool,
     /// The schema to reproduce with; `auto` tries modelwrap-v1, then
     /// modelwrap-v2, and says which one matched (a reference does not name
     /// its schema).
@@ -294,7 +313,10 @@ fn run_build(a: BuildArgs) -> Result<()> {
 }
 
 fn run_reproduce(a: ReproduceArgs) -> Result<()> {
-    let expect = crate::reference::load(&a.expect)?;
+    if a.output.is_some() {
+        return run_reproduce_publish(a);
+    }
+    let expect = crate::reference::load(a.expect.as_deref().expect("required by clap"))?;
     let schemas: reproduce::Schemas = a.schema.into();
     let bars = crate::progress::Bars::new(a.quiet);
     let (identity, dir) = if let Some(dir) = &a.dir {
@@ -350,6 +372,76 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         &dir, symlinks, &identity, schemas, &expect, a.threads, &bars,
     )?;
     verdict(&identity, &got, &expect, schemas, a.json)
+}
+
+/// `mpk reproduce --lock FILE -o OUTDIR`: the documents `mpk build`
+/// writes, from the Hub (or offline, the cache), without an image.
+fn run_reproduce_publish(a: ReproduceArgs) -> Result<()> {
+    let output = a.output.clone().expect("checked by the caller");
+    let schema = match a.schema.into() {
+        reproduce::Schemas::One(s) => s,
+        reproduce::Schemas::Auto => bail!(
+            "--output publishes documents of one schema: give --schema modelwrap-v1 or modelwrap-v2 (auto only compares with --expect)"
+        ),
+    };
+    let expect = a
+        .expect
+        .as_deref()
+        .map(crate::reference::load)
+        .transpose()?;
+    let (hub, cache) = hub(a.connections)?;
+    let repo_arg = match (&a.id, &a.lock) {
+        (Some(s), _) => s.clone(),
+        (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),
+        (None, None) => bail!("give ORG/NAME@REV or --lock FILE"),
+    };
+    let lock = build::resolve_lock(
+        &hub,
+        None,
+        &repo_arg,
+        a.lock.as_deref(),
+        Vec::new(),
+        &mut printer(a.quiet),
+    )?;
+    let identity: Identity = lock.identity.parse()?;
+    let bars = crate::progress::Bars::new(a.quiet);
+    let files = if hub.config().offline {
+        reproduce::LockFiles::Cache(&cache)
+    } else {
+        reproduce::LockFiles::Hub(std::sync::Arc::new(hub))
+    };
+    let (reference, report) =
+        reproduce::reproduce_lock_report(files, &lock, &identity, schema, a.threads, &bars)?;
+    if let Some(expect) = &expect {
+        // A difference is a finding, and nothing is published.
+        let got = reproduce::Reproduced { reference, schema };
+        verdict(
+            &identity,
+            &got,
+            expect,
+            reproduce::Schemas::One(schema),
+            a.json,
+        )?;
+    }
+    let built = build::publish_reproduced(
+        &lock,
+        &reference,
+        schema,
+        report,
+        &build::DocumentOptions {
+            output,
+            force: a.force,
+            bases: a.bases,
+        },
+    )?;
+    if expect.is_none() {
+        if a.json {
+            out!("{}", built.manifest_json);
+        } else {
+            outln!("{}", built.manifest.reference);
+        }
+    }
+    Ok(())
 }
 
 /// Prints the computed reference (or, with `json`, `{identity, computed,

@@ -1097,3 +1097,102 @@ fn fetch_killed_mid_file_resumes_with_only_the_missing_ranges() {
     }
     e.assert_nothing_left();
 }
+
+/// Issue 18: `mpk reproduce --lock FILE -o OUTDIR` publishes, without any
+/// image and without touching the cache, the same `.info`, manifest and
+/// deployment documents as `mpk build -o OUTDIR`, byte for byte, for both
+/// schemas; with a wrong `--expect` it publishes nothing.
+#[test]
+fn reproduce_with_output_publishes_what_build_publishes() {
+    let e = Env::new();
+    let l = lock_then(&e);
+    let base = example_base();
+    let docs = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v = Vec::new();
+        walk(dir, &mut |p| {
+            if p.extension().is_none_or(|x| x != "mpk") {
+                v.push((
+                    p.strip_prefix(dir).unwrap().to_owned(),
+                    std::fs::read(p).unwrap(),
+                ));
+            }
+        });
+        v.sort();
+        v
+    };
+    for schema in ["modelwrap-v1", "modelwrap-v2"] {
+        let built = e.tmp.path().join(format!("built-{schema}"));
+        let streamed = e.tmp.path().join(format!("streamed-{schema}"));
+        let common = [
+            "--lock",
+            l.to_str().unwrap(),
+            "--schema",
+            schema,
+            "--base",
+            base.to_str().unwrap(),
+            "-q",
+        ];
+        let mut a = vec!["build", "-o", built.to_str().unwrap(), REPO];
+        a.extend_from_slice(&common);
+        let r = ok(&e.run(&a));
+        std::fs::remove_dir_all(e.cache()).unwrap();
+        let mut a = vec!["reproduce", "-o", streamed.to_str().unwrap()];
+        a.extend_from_slice(&common);
+        assert_eq!(ok(&e.run(&a)), r);
+        assert!(
+            blobs_in_cache(&e).is_empty(),
+            "reproduce wrote to the cache"
+        );
+        let (b, s) = (docs(&built), docs(&streamed));
+        assert_eq!(
+            b.iter().map(|x| &x.0).collect::<Vec<_>>(),
+            s.iter().map(|x| &x.0).collect::<Vec<_>>()
+        );
+        assert_eq!(b.len(), 3, "info, manifest, one deployment: {b:?}");
+        for ((name, x), (_, y)) in b.iter().zip(&s) {
+            assert!(x == y, "{schema}: {} differs", name.display());
+        }
+        // With the right --expect: the same; with a wrong one: exit 1 and
+        // nothing published.
+        let again = e.tmp.path().join(format!("again-{schema}"));
+        let mut a = vec!["reproduce", "-o", again.to_str().unwrap(), "--expect", &r];
+        a.extend_from_slice(&common);
+        ok(&e.run(&a));
+        assert_eq!(docs(&again), s);
+        let wrong = r.replacen(&r[..2], if &r[..2] == "00" { "11" } else { "00" }, 1);
+        let none = e.tmp.path().join(format!("none-{schema}"));
+        let mut a = vec![
+            "reproduce",
+            "-o",
+            none.to_str().unwrap(),
+            "--expect",
+            &wrong,
+        ];
+        a.extend_from_slice(&common);
+        let o = e.run(&a);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(docs(&none).is_empty(), "{:?}", docs(&none));
+        // A second run refuses to replace the documents without --force.
+        let mut a = vec!["reproduce", "-o", streamed.to_str().unwrap()];
+        a.extend_from_slice(&common);
+        fails(&e.run(&a), &["already exists", "--force"]);
+        a.push("--force");
+        ok(&e.run(&a));
+    }
+    // Publishing needs one schema.
+    let o = e.run(&[
+        "reproduce",
+        "-o",
+        "x",
+        "--lock",
+        l.to_str().unwrap(),
+        "--schema",
+        "auto",
+    ]);
+    fails(&o, &["--schema modelwrap-v1 or modelwrap-v2"]);
+}

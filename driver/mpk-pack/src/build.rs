@@ -141,14 +141,7 @@ pub fn build(
     fetch_lock(hub, cache, &lock, events)
         .with_context(|| format!("cannot fetch {}", lock.identity))?;
     let identity: Identity = lock.identity.parse()?;
-    let (org, name) = lock.repo().split_once('/').expect("validated repo");
-    let dir = a.output.join(org).join(name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{dir}`"))?;
-    let base = dir.join(lock.commit());
-    let manifest_path = base.with_extension("manifest.json");
-    if !a.force && manifest_path.exists() {
-        bail!("`{manifest_path}` already exists; pass --force to replace it");
-    }
+    let base = documents_base(&a.output, &lock, a.force)?;
     // Packed straight from the verified blobs, named by the lock: no
     // folder of links whose targets a folder scan would have to trust.
     let repo = lock.repo_id()?;
@@ -191,13 +184,41 @@ pub fn build(
         mpk_version: env!("CARGO_PKG_VERSION"),
         encryption: report.encryption,
     };
+    publish(
+        m,
+        &base,
+        &a.bases,
+        &["mpk", "empk", "info", "manifest.json"],
+    )
+}
+
+/// `OUTDIR/<org>/<name>/<commit>`, the stem of a lock's documents (its
+/// folder created); an existing manifest is replaced only with `force`.
+fn documents_base(output: &Utf8Path, lock: &Lock, force: bool) -> Result<Utf8PathBuf> {
+    let (org, name) = lock.repo().split_once('/').expect("validated repo");
+    let dir = output.join(org).join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create `{dir}`"))?;
+    let base = dir.join(lock.commit());
+    let manifest_path = base.with_extension("manifest.json");
+    if !force && manifest_path.exists() {
+        bail!("`{manifest_path}` already exists; pass --force to replace it");
+    }
+    Ok(base)
+}
+
+/// Writes `<base>.manifest.json` and one deployment document per base
+/// image. All or nothing: on an error, what this run published at `base`
+/// (the extensions `ours`, and the deployments written so far) is removed.
+fn publish(m: Manifest, base: &Utf8Path, bases: &[PathBuf], ours: &[&str]) -> Result<Built> {
+    let manifest_path = base.with_extension("manifest.json");
     let mut text = serde_json::to_string_pretty(&m)?;
     text.push('\n');
-    write_atomic(&manifest_path, text.as_bytes())?;
-    if let Err(e) = write_deployments(&a.bases, &base, &manifest_path) {
-        // All or nothing: a base image whose inputs do not match its
-        // image.json must not leave a half-published build behind.
-        for ext in ["mpk", "empk", "info", "manifest.json"] {
+    let written = write_atomic(&manifest_path, text.as_bytes())
+        .and_then(|()| write_deployments(bases, base, &manifest_path));
+    if let Err(e) = written {
+        // A base image whose inputs do not match its image.json must not
+        // leave a half-published build behind.
+        for ext in ours {
             let _ = std::fs::remove_file(base.with_extension(ext));
         }
         return Err(e.context("nothing was kept"));
@@ -206,6 +227,50 @@ pub fn build(
         manifest: m,
         manifest_json: text,
     })
+}
+
+/// Where [`publish_reproduced`] writes, and what else.
+#[derive(Debug, Clone)]
+pub struct DocumentOptions {
+    /// Output folder; files go to `<org>/<name>/<commit>.*` below it.
+    pub output: Utf8PathBuf,
+    /// Replace existing documents.
+    pub force: bool,
+    /// Base image folders; a deployment document is written for each.
+    pub bases: Vec<PathBuf>,
+}
+
+/// Publishes what `build` publishes beside its image, byte for byte, from
+/// a reproduction (`reproduce::reproduce_lock_report`) instead of a pack:
+/// `<commit>.info`, `<commit>.manifest.json` and the deployment documents.
+/// For models larger than the disk: nothing but these documents is
+/// written. All or nothing.
+pub fn publish_reproduced(
+    lock: &Lock,
+    reference: &mpk_model::Reference,
+    schema: crate::Schema,
+    files: Vec<FileReport>,
+    o: &DocumentOptions,
+) -> Result<Built> {
+    let base = documents_base(&o.output, lock, o.force)?;
+    let identity: Identity = lock.identity.parse()?;
+    crate::output::write_file(
+        &base.with_extension("info"),
+        reference.to_string().as_bytes(),
+        o.force,
+    )?;
+    let m = Manifest {
+        manifest: "mpk-manifest/1",
+        identity: identity.to_string(),
+        reference: reference.to_string(),
+        schema,
+        lock_digest: lock.digest(),
+        include: lock.include.clone(),
+        files,
+        mpk_version: env!("CARGO_PKG_VERSION"),
+        encryption: None,
+    };
+    publish(m, &base, &o.bases, &["info", "manifest.json"])
 }
 
 /// Writes `<commit>.<base-name>.deployment.json` beside the manifest for

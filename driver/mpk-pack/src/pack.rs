@@ -320,6 +320,27 @@ fn report(
     schema: Schema,
     sha256: &HashMap<NodeId, [u8; 32]>,
 ) -> PackReport {
+    PackReport {
+        reference: reference.to_string(),
+        root_hash: hex::encode(reference.root),
+        hash_offset: reference.hash_offset,
+        uuid: reference.uuid.to_string(),
+        salt: hex::encode(identity.salt()),
+        schema,
+        identity: identity.to_string(),
+        files: file_reports(scan, layout, sha256),
+        encryption: None,
+    }
+}
+
+/// Every file of `scan` with its placement in `layout` (and its SHA-256
+/// when `sha256` has it), in the report's order: what `--json` and the
+/// manifest list.
+pub(crate) fn file_reports(
+    scan: &scan::Scan,
+    layout: &mpk_erofs::Layout,
+    sha256: &HashMap<NodeId, [u8; 32]>,
+) -> Vec<FileReport> {
     let mut files = Vec::new();
     // Depth-first with byte-sorted children (the 1.5 planner's image
     // order; 1.8.6 places a folder's files before its subfolders' files).
@@ -343,15 +364,5 @@ fn report(
             }
         }
     }
-    PackReport {
-        reference: reference.to_string(),
-        root_hash: hex::encode(reference.root),
-        hash_offset: reference.hash_offset,
-        uuid: reference.uuid.to_string(),
-        salt: hex::encode(identity.salt()),
-        schema,
-        identity: identity.to_string(),
-        files,
-        encryption: None,
-    }
+    files
 }

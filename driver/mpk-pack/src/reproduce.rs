@@ -322,8 +322,7 @@ mod from_hub {
         hub: std::sync::Arc<Hub>,
         lock: &Lock,
         identity: &Identity,
-        schemas: Schemas,
-        expect: &Reference,
+        plan_schema: impl FnOnce(&mpk_erofs::Tree) -> Schema,
     ) -> Result<(scan::Scan, Vec<Option<usize>>)> {
         use std::sync::Arc;
         let (repo, commit) = (lock.repo_id()?, lock.commit_id()?);
@@ -398,16 +397,7 @@ mod from_hub {
         // the expected one; a later attempt reads what the window does not
         // hold straight from the Hub).
         let uuid = *identity.uuid().as_bytes();
-        let schema = match schemas {
-            Schemas::One(s) => s,
-            Schemas::Auto => Schema::ALL
-                .into_iter()
-                .find(|s| {
-                    mpk_erofs::plan_for(s.mkfs(), &scan.tree, uuid)
-                        .is_ok_and(|l| l.image_len() == expect.hash_offset)
-                })
-                .unwrap_or_default(),
-        };
+        let schema = plan_schema(&scan.tree);
         let layout = mpk_erofs::plan_for(schema.mkfs(), &scan.tree, uuid)
             .context("cannot lay out the files")?;
         let plan: Vec<_> = layout
@@ -499,10 +489,78 @@ mod from_hub {
         threads: Option<usize>,
         progress: &dyn Progress,
     ) -> Result<Reproduced> {
-        let (scan, index) = remote_scan(hub, lock, identity, schemas, expect)?;
+        let uuid = *identity.uuid().as_bytes();
+        let plan_schema = |tree: &mpk_erofs::Tree| match schemas {
+            Schemas::One(s) => s,
+            Schemas::Auto => Schema::ALL
+                .into_iter()
+                .find(|s| {
+                    mpk_erofs::plan_for(s.mkfs(), tree, uuid)
+                        .is_ok_and(|l| l.image_len() == expect.hash_offset)
+                })
+                .unwrap_or_default(),
+        };
+        let (scan, index) = remote_scan(hub, lock, identity, plan_schema)?;
         check_scan(
             &scan, &index, lock, identity, schemas, expect, threads, progress,
         )
+    }
+
+    /// Where [`reproduce_lock_report`] reads a lock's files.
+    pub enum LockFiles<'a> {
+        /// Streamed from the Hub, nothing written.
+        Hub(std::sync::Arc<Hub>),
+        /// The cached blobs, read in place (each verified first).
+        Cache(&'a HfCache),
+    }
+
+    /// What `mpk build` would report for `lock` with `schema`, without an
+    /// image: the reference and every file (path, size, SHA-256 checked
+    /// against the lock, placement), for `<commit>.info` and
+    /// `<commit>.manifest.json` (`build::publish_reproduced`).
+    pub fn reproduce_lock_report(
+        files: LockFiles<'_>,
+        lock: &Lock,
+        identity: &Identity,
+        schema: Schema,
+        threads: Option<usize>,
+        progress: &dyn Progress,
+    ) -> Result<(Reference, Vec<crate::pack::FileReport>)> {
+        let (scan, index) = match files {
+            LockFiles::Hub(hub) => remote_scan(hub, lock, identity, |_| schema)?,
+            LockFiles::Cache(cache) => {
+                let blobs = verify_cached(cache, lock)
+                    .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
+                blob_scan(lock, &blobs)?
+            }
+        };
+        let (reference, sha256) = reproduce_scan(&scan, identity, schema, threads, progress, true)
+            .with_context(|| format!("cannot reproduce {}", lock.identity))?;
+        check_hashes(&index, lock, &sha256)?;
+        let layout = mpk_erofs::plan_for(schema.mkfs(), &scan.tree, *identity.uuid().as_bytes())
+            .context("cannot lay out the files")?;
+        Ok((
+            reference,
+            crate::pack::file_reports(&scan, &layout, &sha256),
+        ))
+    }
+
+    /// Every file's SHA-256 (`index`: each node's file in the lock) must be
+    /// the lock's.
+    fn check_hashes(index: &[Option<usize>], lock: &Lock, sha256: &FileHashes) -> Result<()> {
+        for (i, j) in index.iter().enumerate() {
+            let Some(f) = j.map(|j| &lock.files[j]) else {
+                continue;
+            };
+            let got = hex::encode(sha256[&NodeId(i)]);
+            if got != f.sha256 {
+                return Err(Finding::error(format!(
+                    "`{}` has sha256 {got}, but the lock says {}",
+                    f.path, f.sha256
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Streams `scan` (built from `lock`) through the layout and the hash
@@ -522,18 +580,7 @@ mod from_hub {
         let (reference, sha256) =
             reproduce_scan_as(scan, identity, schemas, expect, threads, progress, true)
                 .with_context(|| format!("cannot reproduce {}", lock.identity))?;
-        for (i, j) in index.iter().enumerate() {
-            let Some(f) = j.map(|j| &lock.files[j]) else {
-                continue;
-            };
-            let got = hex::encode(sha256[&NodeId(i)]);
-            if got != f.sha256 {
-                return Err(Finding::error(format!(
-                    "`{}` has sha256 {got}, but the lock says {}",
-                    f.path, f.sha256
-                )));
-            }
-        }
+        check_hashes(index, lock, &sha256)?;
         Ok(reference)
     }
 }
@@ -541,4 +588,4 @@ mod from_hub {
 #[cfg(feature = "hub")]
 pub(crate) use from_hub::blob_scan;
 #[cfg(feature = "hub")]
-pub use from_hub::{reproduce_cached, reproduce_remote};
+pub use from_hub::{LockFiles, reproduce_cached, reproduce_lock_report, reproduce_remote};
