@@ -1196,3 +1196,91 @@ fn reproduce_with_output_publishes_what_build_publishes() {
     ]);
     fails(&o, &["--schema modelwrap-v1 or modelwrap-v2"]);
 }
+
+/// Issue 18, the large path as the workflow runs it: a model five times
+/// larger than the small tmpfs that holds TMPDIR, HOME, the cache and the
+/// output folder reproduces from the Hub, and its documents equal those
+/// `mpk build` writes for the same files (built on the ordinary disk).
+#[test]
+fn a_model_larger_than_the_disk_publishes_builds_documents() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        assert!(
+            !common::tools_required(),
+            "this test needs root (tmpfs mount)"
+        );
+        eprintln!("SKIP: not root, cannot mount a small tmpfs");
+        return;
+    }
+    let e = Env::new();
+    e.hub.put("acme/big", "main", C1, big_model());
+    let model_bytes: usize = big_model().iter().map(|f| f.1.len()).sum();
+    let lockf = e.tmp.path().join("big.lock.json");
+    ok(&e.run(&["lock", "acme/big", "-o", lockf.to_str().unwrap(), "-q"]));
+    let built = e.tmp.path().join("built");
+    ok(&e.run(&[
+        "build",
+        "acme/big",
+        "--lock",
+        lockf.to_str().unwrap(),
+        "-o",
+        built.to_str().unwrap(),
+        "-q",
+    ]));
+
+    let small = e.tmp.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let size = 6 << 20;
+    assert!(model_bytes > 4 * size, "the model must dwarf the disk");
+    let m = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(m.success(), "cannot mount a small tmpfs");
+    let (tmp, home, cache, out) = (
+        small.join("tmp"),
+        small.join("home"),
+        small.join("cache"),
+        small.join("out"),
+    );
+    for d in [&tmp, &home] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let o = e
+        .mpk()
+        .env("TMPDIR", &tmp)
+        .env("HOME", &home)
+        .env("HF_HUB_CACHE", &cache)
+        .args(["reproduce", "--lock", lockf.to_str().unwrap(), "-q", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let read = |dir: &Path| {
+        let mut v = Vec::new();
+        walk(dir, &mut |p| {
+            if p.extension().is_none_or(|x| x != "mpk") {
+                v.push((
+                    p.strip_prefix(dir).unwrap().to_owned(),
+                    std::fs::read(p).unwrap(),
+                ));
+            }
+        });
+        v.sort();
+        v
+    };
+    let got = read(&out);
+    let used = String::from_utf8_lossy(
+        &Command::new("df")
+            .arg("-B1")
+            .arg(&small)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let _ = Command::new("umount").arg(&small).status();
+    ok(&o);
+    assert_eq!(got.len(), 2, "info and manifest: {got:?}");
+    assert_eq!(got, read(&built), "documents differ from build's\n{used}");
+}
