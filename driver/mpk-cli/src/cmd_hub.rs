@@ -332,19 +332,7 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
         // From the Hub: nothing is written, not even to the cache (no
         // blob, ref, lock file or snapshot link).
         let (hub, cache) = hub(a.connections)?;
-        let repo_arg = match (&a.id, &a.lock) {
-            (Some(s), _) => s.clone(),
-            (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),
-            (None, None) => bail!("give ORG/NAME@REV, --lock FILE or --dir DIR"),
-        };
-        let lock = build::resolve_lock(
-            &hub,
-            None,
-            &repo_arg,
-            a.lock.as_deref(),
-            Vec::new(),
-            &mut printer(a.quiet),
-        )?;
+        let lock = reproduce_lock(&a, &hub, "give ORG/NAME@REV, --lock FILE or --dir DIR")?;
         let identity: Identity = lock.identity.parse()?;
         let got = if !hub.config().offline {
             // Stream every file from the Hub through the layout and the
@@ -374,6 +362,25 @@ fn run_reproduce(a: ReproduceArgs) -> Result<()> {
     verdict(&identity, &got, &expect, schemas, a.json)
 }
 
+/// The lock `mpk reproduce` works from: `--lock`, or the positional
+/// `ORG/NAME@REV` locked now without writing anything (`missing`: the
+/// error when neither is given).
+fn reproduce_lock(a: &ReproduceArgs, hub: &Hub, missing: &str) -> Result<Lock> {
+    let repo_arg = match (&a.id, &a.lock) {
+        (Some(s), _) => s.clone(),
+        (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),
+        (None, None) => bail!("{missing}"),
+    };
+    build::resolve_lock(
+        hub,
+        None,
+        &repo_arg,
+        a.lock.as_deref(),
+        Vec::new(),
+        &mut printer(a.quiet),
+    )
+}
+
 /// `mpk reproduce --lock FILE -o OUTDIR`: the documents `mpk build`
 /// writes, from the Hub (or offline, the cache), without an image.
 fn run_reproduce_publish(a: ReproduceArgs) -> Result<()> {
@@ -390,19 +397,7 @@ fn run_reproduce_publish(a: ReproduceArgs) -> Result<()> {
         .map(crate::reference::load)
         .transpose()?;
     let (hub, cache) = hub(a.connections)?;
-    let repo_arg = match (&a.id, &a.lock) {
-        (Some(s), _) => s.clone(),
-        (None, Some(p)) => Lock::load(p.as_std_path())?.repo().to_owned(),
-        (None, None) => bail!("give ORG/NAME@REV or --lock FILE"),
-    };
-    let lock = build::resolve_lock(
-        &hub,
-        None,
-        &repo_arg,
-        a.lock.as_deref(),
-        Vec::new(),
-        &mut printer(a.quiet),
-    )?;
+    let lock = reproduce_lock(&a, &hub, "give ORG/NAME@REV or --lock FILE")?;
     let identity: Identity = lock.identity.parse()?;
     let bars = crate::progress::Bars::new(a.quiet);
     let files = if hub.config().offline {

@@ -1107,19 +1107,7 @@ fn reproduce_with_output_publishes_what_build_publishes() {
     let e = Env::new();
     let l = lock_then(&e);
     let base = example_base();
-    let docs = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
-        let mut v = Vec::new();
-        walk(dir, &mut |p| {
-            if p.extension().is_none_or(|x| x != "mpk") {
-                v.push((
-                    p.strip_prefix(dir).unwrap().to_owned(),
-                    std::fs::read(p).unwrap(),
-                ));
-            }
-        });
-        v.sort();
-        v
-    };
+    let docs = documents;
     for schema in ["modelwrap-v1", "modelwrap-v2"] {
         let built = e.tmp.path().join(format!("built-{schema}"));
         let streamed = e.tmp.path().join(format!("streamed-{schema}"));
@@ -1256,19 +1244,7 @@ fn a_model_larger_than_the_disk_publishes_builds_documents() {
         .arg(&out)
         .output()
         .unwrap();
-    let read = |dir: &Path| {
-        let mut v = Vec::new();
-        walk(dir, &mut |p| {
-            if p.extension().is_none_or(|x| x != "mpk") {
-                v.push((
-                    p.strip_prefix(dir).unwrap().to_owned(),
-                    std::fs::read(p).unwrap(),
-                ));
-            }
-        });
-        v.sort();
-        v
-    };
+    let read = documents;
     let got = read(&out);
     let used = String::from_utf8_lossy(
         &Command::new("df")
@@ -1283,4 +1259,19 @@ fn a_model_larger_than_the_disk_publishes_builds_documents() {
     ok(&o);
     assert_eq!(got.len(), 2, "info and manifest: {got:?}");
     assert_eq!(got, read(&built), "documents differ from build's\n{used}");
+}
+
+/// Every file under `dir` but images, with its bytes, by relative path.
+fn documents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v = Vec::new();
+    walk(dir, &mut |p| {
+        if p.extension().is_none_or(|x| x != "mpk") {
+            v.push((
+                p.strip_prefix(dir).unwrap().to_owned(),
+                std::fs::read(p).unwrap(),
+            ));
+        }
+    });
+    v.sort();
+    v
 }
