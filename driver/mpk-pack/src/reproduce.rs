@@ -134,6 +134,39 @@ pub fn reproduce_dir(
 /// Per file, its SHA-256 (when computed).
 type FileHashes = std::collections::HashMap<NodeId, [u8; 32]>;
 
+/// The schemas a reproduction tries, in order. `Auto` plans each (cheap:
+/// sizes only) and keeps those whose image length is the expected hash
+/// offset; with none, the first that can lay the files out at all (to
+/// show what it computes).
+fn candidates(
+    schemas: Schemas,
+    tree: &mpk_erofs::Tree,
+    uuid: [u8; 16],
+    expect: &Reference,
+) -> Vec<Schema> {
+    if let Schemas::One(s) = schemas {
+        return vec![s];
+    }
+    let lens: Vec<(Schema, Option<u64>)> = Schema::ALL
+        .into_iter()
+        .map(|s| {
+            let len = mpk_erofs::plan_for(s.mkfs(), tree, uuid).map(|l| l.image_len());
+            (s, len.ok())
+        })
+        .collect();
+    let fit: Vec<Schema> = lens
+        .iter()
+        .filter(|(_, len)| *len == Some(expect.hash_offset))
+        .map(|(s, _)| *s)
+        .collect();
+    if fit.is_empty() {
+        let plannable = lens.iter().find(|(_, len)| len.is_some());
+        vec![plannable.map_or(Schema::ALL[0], |(s, _)| *s)]
+    } else {
+        fit
+    }
+}
+
 /// [`reproduce_scan`] with each schema `schemas` picks, in order, until
 /// one gives `expect` (compared as [`Comparison`] does).
 pub fn reproduce_scan_as(
@@ -146,33 +179,7 @@ pub fn reproduce_scan_as(
     hash_files: bool,
 ) -> Result<(Reproduced, FileHashes)> {
     let uuid = *identity.uuid().as_bytes();
-    let candidates: Vec<Schema> = match schemas {
-        Schemas::One(s) => vec![s],
-        Schemas::Auto => {
-            // Planning is cheap (sizes only): keep the schemas whose image
-            // length is the expected hash offset; with none, the first one
-            // that can lay the files out at all (to show what it computes).
-            let lens: Vec<(Schema, Option<u64>)> = Schema::ALL
-                .into_iter()
-                .map(|s| {
-                    let len =
-                        mpk_erofs::plan_for(s.mkfs(), &scan.tree, uuid).map(|l| l.image_len());
-                    (s, len.ok())
-                })
-                .collect();
-            let fit: Vec<Schema> = lens
-                .iter()
-                .filter(|(_, len)| *len == Some(expect.hash_offset))
-                .map(|(s, _)| *s)
-                .collect();
-            if fit.is_empty() {
-                let plannable = lens.iter().find(|(_, len)| len.is_some());
-                vec![plannable.map_or(Schema::ALL[0], |(s, _)| *s)]
-            } else {
-                fit
-            }
-        }
-    };
+    let candidates = candidates(schemas, &scan.tree, uuid, expect);
     let mut first = None;
     for schema in candidates {
         let (reference, sha256) =
@@ -393,9 +400,9 @@ mod from_hub {
             }
         }
         // The order the pipeline reads full blocks in: the layout's, of the
-        // schema tried first (with `Auto`, the first whose image length is
-        // the expected one; a later attempt reads what the window does not
-        // hold straight from the Hub).
+        // schema tried first (`plan_schema`: the first of `candidates`; a
+        // later attempt reads what the window does not hold straight from
+        // the Hub).
         let uuid = *identity.uuid().as_bytes();
         let schema = plan_schema(&scan.tree);
         let layout = mpk_erofs::plan_for(schema.mkfs(), &scan.tree, uuid)
@@ -442,12 +449,18 @@ mod from_hub {
         threads: Option<usize>,
         progress: &dyn Progress,
     ) -> Result<Reproduced> {
-        let blobs = verify_cached(cache, lock)
-            .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
-        let (scan, index) = blob_scan(lock, &blobs)?;
+        let (scan, index) = cached_scan(cache, lock)?;
         check_scan(
             &scan, &index, lock, identity, schemas, expect, threads, progress,
         )
+    }
+
+    /// The tree of `lock`'s files read in place from the cache, each blob
+    /// verified first (nothing written).
+    fn cached_scan(cache: &HfCache, lock: &Lock) -> Result<(scan::Scan, Vec<Option<usize>>)> {
+        let blobs = verify_cached(cache, lock)
+            .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
+        blob_scan(lock, &blobs)
     }
 
     /// The tree of `lock`'s files read in place from `blobs` (one verified
@@ -490,16 +503,7 @@ mod from_hub {
         progress: &dyn Progress,
     ) -> Result<Reproduced> {
         let uuid = *identity.uuid().as_bytes();
-        let plan_schema = |tree: &mpk_erofs::Tree| match schemas {
-            Schemas::One(s) => s,
-            Schemas::Auto => Schema::ALL
-                .into_iter()
-                .find(|s| {
-                    mpk_erofs::plan_for(s.mkfs(), tree, uuid)
-                        .is_ok_and(|l| l.image_len() == expect.hash_offset)
-                })
-                .unwrap_or_default(),
-        };
+        let plan_schema = |tree: &mpk_erofs::Tree| candidates(schemas, tree, uuid, expect)[0];
         let (scan, index) = remote_scan(hub, lock, identity, plan_schema)?;
         check_scan(
             &scan, &index, lock, identity, schemas, expect, threads, progress,
@@ -528,11 +532,7 @@ mod from_hub {
     ) -> Result<(Reference, Vec<crate::pack::FileReport>)> {
         let (scan, index) = match files {
             LockFiles::Hub(hub) => remote_scan(hub, lock, identity, |_| schema)?,
-            LockFiles::Cache(cache) => {
-                let blobs = verify_cached(cache, lock)
-                    .with_context(|| format!("cannot use the cached files of {}", lock.identity))?;
-                blob_scan(lock, &blobs)?
-            }
+            LockFiles::Cache(cache) => cached_scan(cache, lock)?,
         };
         let (reference, sha256) = reproduce_scan(&scan, identity, schema, threads, progress, true)
             .with_context(|| format!("cannot reproduce {}", lock.identity))?;
