@@ -283,6 +283,7 @@ pub fn hash_remote(
         return Err(Error::Offline(format!("{repo}@{commit}/{}", exp.path)));
     }
     let t = crate::sched::Target::resolve(hub, repo, commit, exp)?;
+    progress(Event::Start(exp.path.as_str(), 0, exp.size));
     let mut h = Hashes::new(exp);
     let mut sink = |off: u64, b: &[u8]| -> Result<()> {
         if off == 0 {
@@ -326,7 +327,10 @@ pub fn hash_remote(
         }
         Err(crate::sched::RangeFail::Skipped) => {}
     }
-    h.check(exp, "")
+    let sha = h.check(exp, "")?;
+    progress(Event::Bytes(exp.size));
+    progress(Event::Done(path));
+    Ok(sha)
 }
 
 /// Fetches and verifies every file of `lock`, on the scheduler's
@@ -371,8 +375,8 @@ pub fn lock_repo(
         .filter(|e| included(include.as_deref(), e.path.as_str()))
         .collect();
     entries.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
-    // Non-LFS files are hashed by downloading them: all at once on the
-    // scheduler's connections into the cache, or streamed one by one.
+    // Non-LFS files are hashed by downloading them, on the scheduler's
+    // connections: into the cache, or streamed (nothing written).
     let small: Vec<Expected> = entries
         .iter()
         .filter(|e| e.lfs.is_none())
@@ -380,10 +384,7 @@ pub fn lock_repo(
         .collect();
     let mut small_sha = match cache {
         Some(c) => crate::sched::fetch_files(hub, c, &repo, &commit, &small, progress)?,
-        None => small
-            .iter()
-            .map(|e| hash_remote(hub, &repo, &commit, e, progress))
-            .collect::<Result<_>>()?,
+        None => crate::sched::hash_files(hub, &repo, &commit, &small, progress)?,
     }
     .into_iter();
     let mut files = Vec::new();

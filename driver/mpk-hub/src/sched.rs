@@ -897,6 +897,82 @@ pub fn fetch_files(
         .collect()
 }
 
+/// Streams every file of `files` (of `repo` at `commit`) and hashes it,
+/// writing nothing ([`crate::fetch::hash_remote`] for each), files in
+/// parallel on up to `hub.config().connections` connections; returns each
+/// file's SHA-256 hex, in order. `mpk lock` without a cache hashes the
+/// repository's small (non-LFS) files this way: one request per file, so
+/// a repository of many small files waits on N round trips at a time, not
+/// one. Stops at the first error; with several, the first file's.
+pub fn hash_files(
+    hub: &Hub,
+    repo: &RepoId,
+    commit: &Commit,
+    files: &[Expected],
+    progress: Progress<'_>,
+) -> Result<Vec<String>> {
+    progress(Event::Total(files.iter().map(|e| e.size).sum()));
+    let n = hub
+        .config()
+        .connections
+        .clamp(1, MAX_CONNECTIONS)
+        .min(files.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<String>>>> =
+        Mutex::new(files.iter().map(|_| None).collect());
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            let tx = tx.clone();
+            let (next, stop, results) = (&next, &stop, &results);
+            s.spawn(move || {
+                let mut forward = |ev: Event<'_>| {
+                    let _ = tx.send(match ev {
+                        Event::Start(p, a, b) => Msg::Start(p.to_owned(), a, b),
+                        Event::Bytes(k) => Msg::Bytes(k),
+                        Event::Done(p) => Msg::Done(p.to_owned()),
+                        Event::Retry(p, why) => Msg::Retry(p.to_owned(), why.to_owned()),
+                        Event::Cached(p, k) => Msg::Cached(p.to_owned(), k),
+                        Event::Total(_) => return,
+                    });
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(exp) = files.get(i) else { break };
+                    let r = crate::fetch::hash_remote(hub, repo, commit, exp, &mut forward);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                }
+            });
+        }
+        drop(tx);
+        for m in rx {
+            m.emit(progress);
+        }
+    });
+    let mut shas = Vec::with_capacity(files.len());
+    let mut undone = None;
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (r, e) in results.into_iter().zip(files) {
+        match r {
+            Some(Ok(sha)) => shas.push(sha),
+            Some(Err(err)) => return Err(err),
+            // Left undone after another file failed: that file's error is
+            // the one to report.
+            None => {
+                undone.get_or_insert_with(|| Error::Protocol {
+                    url: String::new(),
+                    msg: format!("`{}` was not hashed", e.path),
+                });
+            }
+        }
+    }
+    undone.map_or(Ok(shas), Err)
+}
+
 /// One chunk handed to `reproduce`, or why it is not there.
 enum Got {
     Bytes(Vec<u8>),

@@ -515,3 +515,101 @@ fn the_reorder_window_hands_out_bytes_in_order() {
         want[big][CHUNK as usize + 5] ^ 1
     );
 }
+
+/// A repository of many small (non-LFS) files, each answered after a
+/// delay.
+fn many_small(mock: &MockHub, repo: &str) -> Vec<(String, Vec<u8>)> {
+    let files: Vec<(String, Vec<u8>)> = (0..24u64)
+        .map(|i| {
+            (
+                format!("shard/{i:02}.json"),
+                bytes(100 + i, 500 + i as usize),
+            )
+        })
+        .collect();
+    mock.put(
+        repo,
+        "main",
+        C1,
+        files
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.clone(), false))
+            .collect(),
+    );
+    mock.faults(|f| {
+        for (p, _) in &files {
+            f.slow_ms.insert(p.clone(), 40);
+        }
+    });
+    files
+}
+
+#[test]
+fn lock_without_a_cache_hashes_small_files_on_all_connections() {
+    // `mpk lock` with nothing written: each small file is one request, so
+    // N connections wait on N round trips at once. The mock counts the
+    // requests it answers at the same time.
+    let one = MockHub::start();
+    let files = many_small(&one, "acme/small");
+    let lock1 = lock_repo(
+        &hub_with(&one, 1),
+        None,
+        "acme/small",
+        "main",
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        one.max_in_flight(),
+        1,
+        "one connection, one request at a time"
+    );
+
+    let eight = MockHub::start();
+    many_small(&eight, "acme/small");
+    let mut events = Vec::new();
+    let lock8 = lock_repo(
+        &hub_with(&eight, 8),
+        None,
+        "acme/small",
+        "main",
+        None,
+        &mut |e| {
+            if let Event::Done(p) = e {
+                events.push(p.to_owned());
+            }
+        },
+    )
+    .unwrap();
+    assert!(
+        eight.max_in_flight() >= 2,
+        "8 connections, at most {} request at a time",
+        eight.max_in_flight()
+    );
+    assert_eq!(lock1.to_json(), lock8.to_json(), "same lock either way");
+    for ((p, d), f) in files.iter().zip(&lock8.files) {
+        assert_eq!(&f.path, p);
+        assert_eq!(f.sha256, mpk_hub::oid::sha256_hex(d), "{p}");
+    }
+    events.sort();
+    assert_eq!(events.len(), files.len(), "a Done per file: {events:?}");
+}
+
+#[test]
+fn lock_without_a_cache_names_the_file_the_hub_corrupts() {
+    let mock = MockHub::start();
+    many_small(&mock, "acme/small");
+    mock.faults(|f| f.corrupt.push("shard/17.json".into()));
+    let err = lock_repo(
+        &hub_with(&mock, 8),
+        None,
+        "acme/small",
+        "main",
+        None,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("shard/17.json"), "{err}");
+}
