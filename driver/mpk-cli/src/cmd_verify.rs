@@ -57,10 +57,11 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     } else {
         "verify"
     };
+    let blocks = |n: u64, what: &str| format!("{n} {what} block{}", if n == 1 { "" } else { "s" });
     outln!(
-        "OK: all {} data blocks and {} hash blocks of `{}` {how} against {r} ({})",
-        v.data_blocks,
-        v.hash_blocks,
+        "OK: all {} and {} of `{}` {how} against {r} ({})",
+        blocks(v.data_blocks, "data"),
+        blocks(v.hash_blocks, "hash"),
         a.image,
         a.identity
     );

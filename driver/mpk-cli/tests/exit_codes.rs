@@ -49,6 +49,9 @@ fn verify_ok_tampered_truncated_and_unreadable() {
     let (tmp, _, mpk, r) = packed();
     let ok = run(&["verify", s(&mpk), "--ref", &r, "--identity", ID]);
     assert_eq!(ok.status.code(), Some(0), "{}", says(&ok));
+    // A small image has one hash block, and says so in good English.
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(said.contains(" data blocks and 1 hash block of "), "{said}");
     // A flipped data byte: the bytes were read and are wrong.
     let f = std::fs::OpenOptions::new().write(true).open(&mpk).unwrap();
     f.write_all_at(&[0xff], 4096 * 2 + 5).unwrap();
