@@ -211,6 +211,13 @@ impl Origin {
     }
 }
 
+impl std::fmt::Display for Origin {
+    /// `scheme://host:port`, the port always written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
 /// Resolves a `Location` or `Link` target against the URL it came from:
 /// absolute, scheme-relative (`//host/…`) or absolute-path (`/…`)
 /// references; the result's origin is checked ([`Origin::of`]).
