@@ -63,6 +63,7 @@ fn hub_with(mock: &MockHub, connections: usize) -> Hub {
         backoff: Duration::from_millis(1),
         limits: Limits::default(),
         connections,
+        proxy: None,
     })
     .unwrap()
 }
