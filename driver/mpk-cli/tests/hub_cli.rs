@@ -58,6 +58,7 @@ impl Env {
             .env_remove("HF_TOKEN")
             .env_remove("HF_HOME")
             .env_remove("HF_HUB_OFFLINE");
+        common::without_proxies(&mut c);
         c
     }
     fn run(&self, args: &[&str]) -> Output {

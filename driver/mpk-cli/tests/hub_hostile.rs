@@ -98,6 +98,7 @@ impl Env {
             .env_remove("HF_TOKEN")
             .env_remove("HF_HOME")
             .env_remove("HF_HUB_OFFLINE");
+        common::without_proxies(&mut c);
         for (k, _) in std::env::vars() {
             if k.starts_with("MPK_HUB_") {
                 c.env_remove(k);

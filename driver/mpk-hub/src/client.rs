@@ -13,11 +13,29 @@
 //! ports normalised): redirects are followed by hand, at most
 //! [`Limits::max_redirects`] hops, and a hop to another origin goes without
 //! `Authorization`; a URL with userinfo (`http://hub@evil/`) is refused.
-//! Proxies from the environment (`ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY`,
-//! `NO_PROXY`, as ureq reads them) are only ever CONNECT tunnels or SOCKS:
-//! the request (and the token) goes to the target origin through the
-//! tunnel, never to the proxy as a request of its own; over `https` the
-//! proxy sees only TLS.
+//!
+//! Proxies ([`ProxyConfig`], read once by [`HubConfig::from_env`]): one
+//! proxy serves every connection (the Hub and its CDN), taken from the
+//! first variable set (and not empty) of: the endpoint's own scheme's
+//! (`HTTPS_PROXY` for an `https` endpoint, `HTTP_PROXY` for `http`), then
+//! `ALL_PROXY`, then the other scheme's (so a lone `HTTP_PROXY` is used
+//! for the `https` Hub too, as most command-line tools behind a proxy
+//! expect), each upper case before lower case. ureq alone would take
+//! `ALL_PROXY` first and skip, then connect around, a value it cannot
+//! parse; mpk refuses such a value instead. Schemes: `http://` and
+//! `https://` (a CONNECT tunnel; TLS to the proxy for `https://`), and
+//! `socks4`, `socks4a`, `socks5`, `socks5h` (the `a`/`h` forms let the
+//! proxy resolve names); no scheme means `http://`; credentials in the
+//! URL go to the proxy only (`Proxy-Authorization`, or SOCKS's own) and
+//! are never printed. `NO_PROXY` (else `no_proxy`) lists hosts reached
+//! directly, matched as curl does ([`ProxyConfig::from_vars`]). A proxy is
+//! only ever a tunnel: mpk sends `CONNECT host:port` (for an `http`
+//! origin too; ureq never sends a request in absolute form to a proxy),
+//! and the request, with the token when it goes to the endpoint's origin,
+//! goes through the tunnel to the origin, never to the proxy as a
+//! request of its own; over `https` the proxy sees only TLS. A network
+//! error through a proxy names the proxy and its variable. Tests:
+//! `mpk-cli/tests/hub_proxy.rs`.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -114,6 +132,10 @@ pub struct HubConfig {
     /// default [`crate::sched::DEFAULT_CONNECTIONS`], at most
     /// [`crate::sched::MAX_CONNECTIONS`]).
     pub connections: usize,
+    /// The proxy every connection goes through (unless `NO_PROXY` names
+    /// its host), from the environment ([`ProxyConfig::from_vars`]);
+    /// `None`: direct connections, whatever the environment says.
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -126,8 +148,166 @@ impl std::fmt::Debug for HubConfig {
             .field("backoff", &self.backoff)
             .field("limits", &self.limits)
             .field("connections", &self.connections)
+            .field("proxy", &self.proxy)
             .finish()
     }
+}
+
+/// A proxy from the environment, as mpk uses it: a CONNECT tunnel
+/// (`http://` or `https://` proxy: mpk sends `CONNECT host:port`, then
+/// speaks to the origin through the tunnel, TLS included for an `https`
+/// origin) or SOCKS (`socks4`, `socks4a`, `socks5`, `socks5h`). Never an
+/// HTTP forward proxy: no request (and no token) is ever sent to the
+/// proxy as a request of its own, for `http` origins too. Its `Debug`
+/// never shows the proxy's credentials.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// The variable it came from (`HTTPS_PROXY`, `all_proxy`, …).
+    pub var: &'static str,
+    proxy: ureq::Proxy,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("var", &self.var)
+            .field("address", &self.address())
+            .finish()
+    }
+}
+
+impl ProxyConfig {
+    /// The proxy variables in the order they are tried for an endpoint of
+    /// `scheme`: that scheme's own (`HTTPS_PROXY` for `https`, as curl and
+    /// `huggingface_hub` read them), then `ALL_PROXY`, then the other
+    /// scheme's (so a lone `HTTP_PROXY` serves an `https` Hub too, as it
+    /// does for ureq); each upper case first, then lower case.
+    pub fn variables(scheme: &str) -> [&'static str; 6] {
+        if scheme.eq_ignore_ascii_case("http") {
+            [
+                "HTTP_PROXY",
+                "http_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+                "HTTPS_PROXY",
+                "https_proxy",
+            ]
+        } else {
+            [
+                "HTTPS_PROXY",
+                "https_proxy",
+                "ALL_PROXY",
+                "all_proxy",
+                "HTTP_PROXY",
+                "http_proxy",
+            ]
+        }
+    }
+
+    /// The proxy for an endpoint of `scheme`, from the first of
+    /// [`ProxyConfig::variables`] that `var` (a lookup such as
+    /// [`std::env::var_os`]) finds set and not empty, with the hosts of
+    /// `NO_PROXY` (else `no_proxy`) going direct; `None` when no proxy
+    /// variable is set. A value that is not a proxy URL mpk can use
+    /// (another scheme, no host, not UTF-8) is refused, naming the
+    /// variable but not the value (it may hold a password): ureq alone
+    /// would skip it and connect directly, around the proxy.
+    ///
+    /// `NO_PROXY` is a comma-separated list (spaces around entries
+    /// ignored) of host names and IP addresses, matched as curl matches
+    /// them: `example.com`, `.example.com` and `*.example.com` all match
+    /// `example.com` and every name under it, `*` alone matches every
+    /// host, an IPv6 address may be written with or without brackets.
+    /// Ports and CIDR ranges are not understood (such an entry matches
+    /// nothing), nor is any other `*`, which is ignored: what NO_PROXY
+    /// fails to name goes through the proxy.
+    pub fn from_vars(
+        scheme: &str,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Option<Self>> {
+        let set = |k: &str| var(k).filter(|v| !v.is_empty());
+        let Some((name, value)) = Self::variables(scheme)
+            .into_iter()
+            .find_map(|k| set(k).map(|v| (k, v)))
+        else {
+            return Ok(None);
+        };
+        let bad = |why: &str| Error::Invalid {
+            field: "proxy setting",
+            value: format!("{name} (its value not shown)"),
+            why: format!(
+                "{why}; refused rather than connecting around the proxy (unset {name} to connect directly)"
+            ),
+        };
+        let value = value.to_str().ok_or_else(|| bad("not UTF-8"))?;
+        let parsed = ureq::Proxy::new(value).map_err(|_| {
+            bad("not a proxy URL mpk can use (`http://`, `https://`, `socks4://`, `socks4a://`, `socks5://` or `socks5h://`, then [user:password@]host[:port])")
+        })?;
+        let mut b = ureq::Proxy::builder(parsed.protocol())
+            .host(parsed.host())
+            .port(parsed.port());
+        if let Some(u) = parsed.username() {
+            b = b.username(u);
+        }
+        if let Some(p) = parsed.password() {
+            b = b.password(p);
+        }
+        let no_proxy = set("NO_PROXY").or_else(|| set("no_proxy"));
+        let no_proxy = no_proxy.as_deref().and_then(std::ffi::OsStr::to_str);
+        for entry in no_proxy.unwrap_or("").split(',') {
+            for pattern in no_proxy_patterns(entry) {
+                b = b.no_proxy(&pattern);
+            }
+        }
+        let proxy = b.build().map_err(|_| bad("not a usable proxy address"))?;
+        Ok(Some(Self { var: name, proxy }))
+    }
+
+    /// [`ProxyConfig::from_vars`] on the process environment.
+    pub fn from_env(scheme: &str) -> Result<Option<Self>> {
+        Self::from_vars(scheme, |k| std::env::var_os(k))
+    }
+
+    /// `scheme://host:port` of the proxy, without credentials.
+    pub fn address(&self) -> String {
+        let scheme = match self.proxy.protocol() {
+            ureq::ProxyProtocol::Http => "http",
+            ureq::ProxyProtocol::Https => "https",
+            ureq::ProxyProtocol::Socks4 => "socks4",
+            ureq::ProxyProtocol::Socks4A => "socks4a",
+            ureq::ProxyProtocol::Socks5 => "socks5",
+            ureq::ProxyProtocol::Socks5h => "socks5h",
+            _ => "proxy",
+        };
+        format!("{scheme}://{}:{}", self.proxy.host(), self.proxy.port())
+    }
+
+    /// Whether a request to `url` goes directly (`NO_PROXY` names its
+    /// host) rather than through the proxy.
+    pub fn bypasses(&self, url: &str) -> bool {
+        url.parse::<ureq::http::Uri>()
+            .is_ok_and(|u| self.proxy.is_no_proxy(&u))
+    }
+}
+
+/// ureq's patterns for one `NO_PROXY` entry, with curl's meaning: the
+/// name and every name under it.
+fn no_proxy_patterns(entry: &str) -> Vec<String> {
+    let e = entry.trim();
+    if e == "*" {
+        return vec!["*".into()];
+    }
+    let name = e.strip_prefix("*.").unwrap_or(e);
+    let name = name.trim_start_matches('.').trim_end_matches('.');
+    if name.is_empty() || name.contains('*') {
+        return Vec::new();
+    }
+    let name = if name.contains(':') && !name.starts_with('[') {
+        format!("[{name}]")
+    } else {
+        name.to_owned()
+    };
+    vec![format!(".{name}"), name]
 }
 
 fn env(k: &str) -> Option<String> {
@@ -136,8 +316,9 @@ fn env(k: &str) -> Option<String> {
 
 impl HubConfig {
     /// Reads `HF_ENDPOINT`, `HF_TOKEN` (else the token file in `HF_HOME`,
-    /// default `~/.cache/huggingface`), `HF_HUB_OFFLINE` and the
-    /// `MPK_HUB_*` bounds ([`Limits`]).
+    /// default `~/.cache/huggingface`), `HF_HUB_OFFLINE`, the proxy
+    /// variables ([`ProxyConfig::from_env`], for the endpoint's scheme) and
+    /// the `MPK_HUB_*` bounds ([`Limits`]).
     pub fn from_env() -> Result<Self> {
         let endpoint = env("HF_ENDPOINT")
             .unwrap_or_else(|| "https://huggingface.co".into())
@@ -152,17 +333,19 @@ impl HubConfig {
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
         });
+        let proxy = ProxyConfig::from_env(endpoint.split_once("://").map_or("https", |(s, _)| s))?;
         let offline = env("HF_HUB_OFFLINE").is_some_and(|v| {
             matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
         });
         Ok(Self {
-            endpoint,
             token,
             offline,
             attempts: 5,
             backoff: Duration::from_millis(200),
             limits: Limits::from_env()?,
             connections: crate::sched::connections_from_env()?,
+            proxy,
+            endpoint,
         })
     }
 }
@@ -208,6 +391,13 @@ impl Origin {
             host: auth.host().to_ascii_lowercase(),
             port: auth.port_u16().unwrap_or(default),
         })
+    }
+}
+
+impl std::fmt::Display for Origin {
+    /// `scheme://host:port`, the port always written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
     }
 }
 
@@ -539,6 +729,9 @@ impl Hub {
                 .timeout_per_read(stall)
                 .max_idle_connections(MAX_IDLE)
                 .max_idle_connections_per_host(MAX_IDLE)
+                // Only the proxy of the configuration: ureq's default
+                // would read the environment again, by its own rules.
+                .proxy(cfg.proxy.as_ref().map(|p| p.proxy.clone()))
                 .build(),
         );
         Ok(Self {
@@ -642,8 +835,14 @@ impl Hub {
             None => {}
         }
         req.call().map_err(|e| {
+            // A failure through a proxy says so: a refused CONNECT, or a
+            // proxy that is not there, is not the Hub's.
+            let url = match self.cfg.proxy.as_ref().filter(|p| !p.bypasses(url)) {
+                Some(p) => format!("{url} (through the proxy {} from {})", p.address(), p.var),
+                None => url.to_owned(),
+            };
             Attempt::Retry(Error::Network {
-                url: url.to_owned(),
+                url,
                 source: Box::new(e),
             })
         })
@@ -923,11 +1122,172 @@ mod tests {
             backoff: Duration::ZERO,
             limits: Limits::default(),
             connections: 1,
+            proxy: None,
         };
         assert!(!format!("{c:?}").contains("hf_secret"));
         c.endpoint = "https://u@h".into();
         let e = Hub::new(c).unwrap_err().to_string();
         assert!(e.contains("userinfo") && !e.contains("hf_secret"), "{e}");
+    }
+
+    /// A lookup over `pairs` in place of the environment.
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> + use<> {
+        let m: std::collections::HashMap<String, std::ffi::OsString> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn the_proxy_variable_by_scheme_and_precedence() {
+        let pick = |scheme: &str, pairs: &[(&str, &str)]| {
+            ProxyConfig::from_vars(scheme, vars(pairs))
+                .unwrap()
+                .map(|p| (p.var, p.address()))
+        };
+        assert_eq!(pick("https", &[]), None);
+        assert_eq!(
+            pick("https", &[("HTTPS_PROXY", ""), ("NO_PROXY", "*")]),
+            None
+        );
+        let all = [
+            ("HTTP_PROXY", "http://h:1"),
+            ("ALL_PROXY", "socks5h://a:2"),
+            ("HTTPS_PROXY", "http://s:3"),
+        ];
+        // The endpoint's own scheme first, then ALL_PROXY, then the other.
+        assert_eq!(
+            pick("https", &all),
+            Some(("HTTPS_PROXY", "http://s:3".into()))
+        );
+        assert_eq!(
+            pick("http", &all),
+            Some(("HTTP_PROXY", "http://h:1".into()))
+        );
+        assert_eq!(
+            pick("HTTPS", &all[..2]),
+            Some(("ALL_PROXY", "socks5h://a:2".into()))
+        );
+        assert_eq!(
+            pick("http", &all[1..]),
+            Some(("ALL_PROXY", "socks5h://a:2".into()))
+        );
+        // A lone HTTP_PROXY serves an https Hub; no scheme means http.
+        assert_eq!(
+            pick("https", &[("HTTP_PROXY", "p:8080")]),
+            Some(("HTTP_PROXY", "http://p:8080".into()))
+        );
+        assert_eq!(
+            pick("http", &[("https_proxy", "https://p")]),
+            Some(("https_proxy", "https://p:443".into()))
+        );
+        // Upper case before lower case; an empty value is unset.
+        assert_eq!(
+            pick(
+                "https",
+                &[("HTTPS_PROXY", "http://u:1"), ("https_proxy", "http://l:1")]
+            ),
+            Some(("HTTPS_PROXY", "http://u:1".into()))
+        );
+        assert_eq!(
+            pick(
+                "https",
+                &[("HTTPS_PROXY", ""), ("https_proxy", "http://l:1")]
+            ),
+            Some(("https_proxy", "http://l:1".into()))
+        );
+        // A value mpk cannot use is refused, naming the variable and not
+        // the value, rather than skipped (which would connect directly).
+        for bad in [
+            "ftp://u:hunter2@p:21",
+            "http://",
+            "http://u:hunter2@ p",
+            "gopher://p",
+        ] {
+            let e = ProxyConfig::from_vars(
+                "https",
+                vars(&[("HTTPS_PROXY", bad), ("HTTP_PROXY", "http://h:1")]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("HTTPS_PROXY") && e.contains("refused"),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains("hunter2") && !e.contains("h:1"), "{bad}: {e}");
+        }
+        let not_utf8 = |k: &str| {
+            (k == "ALL_PROXY").then(|| std::os::unix::ffi::OsStringExt::from_vec(vec![0xff]))
+        };
+        assert!(ProxyConfig::from_vars("https", not_utf8).is_err());
+        // Credentials reach the proxy (ureq's Proxy-Authorization) but no
+        // message or Debug output.
+        let p = ProxyConfig::from_vars(
+            "https",
+            vars(&[("ALL_PROXY", "http://u%40x:hunter2@p:3128")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.address(), "http://p:3128");
+        assert_eq!(
+            (p.proxy.username(), p.proxy.password()),
+            (Some("u@x"), Some("hunter2"))
+        );
+        let c = HubConfig {
+            endpoint: "https://h".into(),
+            token: None,
+            offline: false,
+            attempts: 1,
+            backoff: Duration::ZERO,
+            limits: Limits::default(),
+            connections: 1,
+            proxy: Some(p),
+        };
+        let d = format!("{c:?}");
+        assert!(d.contains("http://p:3128") && !d.contains("hunter2"), "{d}");
+    }
+
+    #[test]
+    fn no_proxy_matches_names_as_curl_does() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut v = vec![("HTTPS_PROXY", "http://p:1")];
+            v.extend_from_slice(pairs);
+            ProxyConfig::from_vars("https", vars(&v)).unwrap().unwrap()
+        };
+        let p = with(&[(
+            "NO_PROXY",
+            " Example.com , .corp.net,*.lan, 10.1.2.3, ::1, internal:8080, 192.168.*,,",
+        )]);
+        for direct in [
+            "https://example.com/x",
+            "https://cdn.EXAMPLE.com:8443/",
+            "https://corp.net/",
+            "https://a.b.corp.net/",
+            "https://x.lan/",
+            "https://lan/",
+            "http://10.1.2.3:8080/",
+            "http://[::1]:5/",
+        ] {
+            assert!(p.bypasses(direct), "{direct}");
+        }
+        for proxied in [
+            "https://notexample.com/",
+            "https://example.org/",
+            "https://10.1.2.34/",
+            "https://internal/",
+            "https://internal:8080/",
+            "https://192.168.1.1/",
+        ] {
+            assert!(!p.bypasses(proxied), "{proxied}");
+        }
+        assert!(with(&[("NO_PROXY", "*")]).bypasses("https://huggingface.co/x"));
+        assert!(!with(&[]).bypasses("https://huggingface.co/x"));
+        // no_proxy when NO_PROXY is unset or empty; NO_PROXY first.
+        let lower = with(&[("NO_PROXY", ""), ("no_proxy", "huggingface.co")]);
+        assert!(lower.bypasses("https://cdn-lfs.huggingface.co/x"));
+        let both = with(&[("NO_PROXY", "a.org"), ("no_proxy", "huggingface.co")]);
+        assert!(!both.bypasses("https://huggingface.co/x"));
     }
 
     #[test]

@@ -16,6 +16,24 @@ pub enum Error {
         /// 401 or 403.
         status: u16,
     },
+    /// 401/403/410 from the server a file's signed download URL points to
+    /// (where the Hub's resolver redirected: the CDN), again after the
+    /// file was resolved anew: the Hub authorised the download and the
+    /// CDN refused it, so the token is not what to change.
+    #[error(
+        "`{path}`: the signed download URL the Hub redirected to was refused by the CDN at {origin} (HTTP {status}), also after resolving the file again {times} times; the Hub itself authorised the download, so the token and the repo's access are not the cause: most likely the system clock is off (a skewed clock makes a fresh signed URL look expired), the URLs expired before use, or the CDN is failing; check the clock and try again later"
+    )]
+    SignedUrlRefused {
+        /// Path in the repo.
+        path: String,
+        /// Scheme, host and port of the refused URL (never its query,
+        /// which holds the signature).
+        origin: String,
+        /// 401, 403 or 410.
+        status: u16,
+        /// Re-resolutions tried.
+        times: u32,
+    },
     /// 404.
     #[error("{url}: HTTP 404: not found ({what})")]
     NotFound {
@@ -120,6 +138,24 @@ impl Error {
     /// rest).
     pub fn is_finding(&self) -> bool {
         matches!(self, Self::HashMismatch { .. } | Self::LockMismatch(_))
+    }
+
+    /// The error for `path` whose signed download URL was refused
+    /// (`refused`: the 401/403 or 410 of the last try) after `times`
+    /// re-resolutions; any other error is returned as it is.
+    pub fn signed_url_refused(path: &str, refused: Self, times: u32) -> Self {
+        match refused {
+            Self::Unauthorized { url, status } | Self::Status { url, status } => {
+                Self::SignedUrlRefused {
+                    path: path.to_owned(),
+                    origin: crate::client::Origin::of(&url)
+                        .map_or_else(|_| "an invalid URL".to_owned(), |o| o.to_string()),
+                    status,
+                    times,
+                }
+            }
+            e => e,
+        }
     }
 
     /// Wraps an I/O error with its path.

@@ -160,8 +160,12 @@ impl Target {
         if u.0 != seen {
             return Ok(());
         }
-        if !self.ranged || u.0 >= MAX_RERESOLVE {
+        if !self.ranged {
+            // The resolver itself refused: the token or the repo's access.
             return Err(why);
+        }
+        if u.0 >= MAX_RERESOLVE {
+            return Err(Error::signed_url_refused(self.path(), why, u.0));
         }
         let meta = hub.file_meta(&self.repo, &self.commit, &self.exp.path)?;
         check_meta(&meta, &self.commit, &self.exp)?;
@@ -318,15 +322,15 @@ pub fn transfer(
             | Err(Attempt::Fatal(e @ Error::Status { status: 410, .. }))
                 if t.ranged =>
             {
-                // An expired or refused signed URL: resolve again.
-                t.refresh(hub, generation, e)?;
+                // An expired or refused signed URL: resolve again (the
+                // refusal blames the CDN, not the token, once that fails).
                 failures += 1;
                 if failures >= cfg.attempts.max(1) + MAX_RERESOLVE {
-                    return Err(RangeFail::Err(Error::Protocol {
-                        url,
-                        msg: format!("`{path}`: the download URL was refused after re-resolving"),
-                    }));
+                    return Err(RangeFail::Err(Error::signed_url_refused(
+                        path, e, generation,
+                    )));
                 }
+                t.refresh(hub, generation, e)?;
                 continue;
             }
             Err(Attempt::Fatal(e)) => return Err(RangeFail::Err(e)),

@@ -191,7 +191,11 @@ impl Read for RangeReader {
             if self.body.is_none() {
                 match self.connect() {
                     Ok(b) => self.body = Some(b),
-                    Err(e @ (Error::Unauthorized { .. } | Error::NotFound { .. })) => {
+                    Err(
+                        e @ (Error::Unauthorized { .. }
+                        | Error::SignedUrlRefused { .. }
+                        | Error::NotFound { .. }),
+                    ) => {
                         return Err(std::io::Error::other(e.to_string()));
                     }
                     Err(e) => {

@@ -23,6 +23,7 @@ fn client(hub: &MockHub, max_redirects: u32) -> Hub {
             ..Limits::default()
         },
         connections: 1,
+        proxy: None,
     })
     .unwrap()
 }

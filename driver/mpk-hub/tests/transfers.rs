@@ -4,8 +4,10 @@
 //! lacks (counted in bytes the mock serves) and re-hashes the ones it
 //! keeps; a tampered range fails its file and leaves nothing; a `200` to a
 //! range, and a server that refuses ranges, fall back to whole files; a
-//! 429 with `Retry-After` is waited out; reproduce's ordered window
-//! returns the bytes in order.
+//! 429 with `Retry-After` is waited out; a signed URL the CDN refuses is
+//! resolved again, and one it refuses for good is reported as the CDN's
+//! refusal, not a token problem; reproduce's ordered window returns the
+//! bytes in order.
 
 use mpk_hub::client::Limits;
 use mpk_hub::fetch::{Event, Expected, fetch_lock, lock_repo};
@@ -61,6 +63,7 @@ fn hub_with(mock: &MockHub, connections: usize) -> Hub {
         backoff: Duration::from_millis(1),
         limits: Limits::default(),
         connections,
+        proxy: None,
     })
     .unwrap()
 }
@@ -361,7 +364,11 @@ fn a_refused_signed_url_is_resolved_again() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("403") && e.contains("HF_TOKEN"), "{e}");
+    assert!(
+        e.contains("HTTP 403") && e.contains("refused by the CDN"),
+        "{e}"
+    );
+    assert!(!e.contains("HF_TOKEN"), "{e}");
     assert_eq!(
         heads(&mock) - before,
         1 + mpk_hub::sched::MAX_RERESOLVE as usize
@@ -371,6 +378,76 @@ fn a_refused_signed_url_is_resolved_again() {
     let got = read_through_window(&mock, 2);
     assert!(got.iter().any(|d| *d == bytes(1, BIG_LEN)));
     mock.faults(|f| assert_eq!(f.cdn_403, 0, "the refusals were sent"));
+}
+
+#[test]
+fn a_signed_url_refused_for_good_blames_the_cdn_not_the_token() {
+    // The LFS files live on a CDN of another origin, which refuses every
+    // signed URL: the Hub authorised the download, so the error names the
+    // CDN's refusal and the likely causes, and does not send the user to
+    // HF_TOKEN.
+    let (mock, cdn) = (start(), MockHub::start());
+    cdn.put(REPO, "main", C1, model());
+    mock.hostile(|h| h.lfs_location = Some(cdn.endpoint.clone()));
+    let lock = lock_of(&mock);
+    cdn.faults(|f| f.cdn_403 = 1000);
+    let blames_the_cdn = |e: &str| {
+        for want in [
+            "safetensors`: the signed download URL the Hub redirected to",
+            &format!("refused by the CDN at {} (HTTP 403)", cdn.endpoint),
+            "also after resolving the file again 3 times",
+            "clock",
+        ] {
+            assert!(e.contains(want), "lacks {want:?}: {e}");
+        }
+        assert!(!e.contains("HF_TOKEN") && !e.contains("sig="), "{e}");
+    };
+    for n in [1, 4] {
+        let d = tempfile::tempdir().unwrap();
+        let e = fetch_lock(
+            &hub_with(&mock, n),
+            &HfCache::new(d.path()),
+            &lock,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        blames_the_cdn(&e);
+        let blobs = d.path().join("models--acme--big/blobs");
+        assert!(!blobs.join(big_etag()).exists(), "{n}: a final blob");
+    }
+    // Reproduce's readers (with the client's real 5 attempts) say the same.
+    let hub = Arc::new(
+        Hub::new(HubConfig {
+            attempts: 5,
+            ..hub_with(&mock, 1).config().clone()
+        })
+        .unwrap(),
+    );
+    let f = lock.files.iter().find(|f| f.path.as_str() == BIG).unwrap();
+    let (repo, commit) = (RepoId::parse(REPO).unwrap(), Commit::parse(C1).unwrap());
+    let remote = RemoteFile::open(hub, &repo, &commit, &Expected::try_from(f).unwrap()).unwrap();
+    let e = remote
+        .range(0, remote.size())
+        .read_to_end(&mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    blames_the_cdn(&e);
+    // A 401 from the Hub's own origin (the resolver) still means the
+    // token: a gated repo without one.
+    cdn.faults(|f| f.cdn_403 = 0);
+    mock.gate(REPO);
+    let d = tempfile::tempdir().unwrap();
+    let e = fetch_lock(
+        &hub_with(&mock, 2),
+        &HfCache::new(d.path()),
+        &lock,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("HTTP 401") && e.contains("HF_TOKEN"), "{e}");
+    assert!(e.starts_with(&mock.endpoint) && !e.contains("CDN"), "{e}");
 }
 
 #[test]
