@@ -154,29 +154,6 @@ struct State {
     connections: u64,
     /// Serve several requests per connection (HTTP/1.1 keep-alive).
     keep_alive: bool,
-    /// Requests being answered now, and the most at any one time.
-    in_flight: u64,
-    max_in_flight: u64,
-}
-
-/// Counts a request as in flight until dropped.
-struct InFlight<'a>(&'a Mutex<State>);
-
-impl<'a> InFlight<'a> {
-    fn new(state: &'a Mutex<State>) -> Self {
-        let mut s = state.lock().expect("lock");
-        s.in_flight += 1;
-        s.max_in_flight = s.max_in_flight.max(s.in_flight);
-        Self(state)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut s) = self.0.lock() {
-            s.in_flight -= 1;
-        }
-    }
 }
 
 /// A running mock Hub.
@@ -280,12 +257,6 @@ impl MockHub {
         self.state.lock().expect("lock").connections
     }
 
-    /// The most requests answered at one time so far (from the request
-    /// line read to the response written).
-    pub fn max_in_flight(&self) -> u64 {
-        self.state.lock().expect("lock").max_in_flight
-    }
-
     /// Every request so far, as `METHOD path [range]`.
     pub fn log(&self) -> Vec<String> {
         self.state.lock().expect("lock").log.clone()
@@ -303,7 +274,6 @@ impl MockHub {
         if rd.read_line(&mut line)? == 0 {
             return Ok(false);
         }
-        let _in_flight = InFlight::new(&self.state);
         let mut parts = line.split_whitespace();
         let (method, target) = (
             parts.next().unwrap_or("").to_owned(),

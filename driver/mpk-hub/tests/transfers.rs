@@ -596,7 +596,7 @@ fn the_reorder_window_hands_out_bytes_in_order() {
 /// A repository of many small (non-LFS) files, each answered after a
 /// delay.
 fn many_small(mock: &MockHub, repo: &str) -> Vec<(String, Vec<u8>)> {
-    let files: Vec<(String, Vec<u8>)> = (0..24u64)
+    let files: Vec<(String, Vec<u8>)> = (0..12u64)
         .map(|i| {
             (
                 format!("shard/{i:02}.json"),
@@ -615,69 +615,61 @@ fn many_small(mock: &MockHub, repo: &str) -> Vec<(String, Vec<u8>)> {
     );
     mock.faults(|f| {
         for (p, _) in &files {
-            f.slow_ms.insert(p.clone(), 40);
+            f.slow_ms.insert(p.clone(), 150);
         }
     });
     files
 }
 
-#[test]
-fn lock_without_a_cache_hashes_small_files_on_all_connections() {
-    // `mpk lock` with nothing written: each small file is one request, so
-    // N connections wait on N round trips at once. The mock counts the
-    // requests it answers at the same time.
-    let one = MockHub::start();
-    let files = many_small(&one, "acme/small");
-    let lock1 = lock_repo(
-        &hub_with(&one, 1),
-        None,
-        "acme/small",
-        "main",
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(
-        one.max_in_flight(),
-        1,
-        "one connection, one request at a time"
-    );
-
-    let eight = MockHub::start();
-    many_small(&eight, "acme/small");
-    let mut events = Vec::new();
-    let lock8 = lock_repo(
-        &hub_with(&eight, 8),
+/// Locks `acme/small` with nothing written, on `n` connections; returns
+/// the lock and the most files between their Start and Done events at
+/// one time (events reach the caller in the order they were sent).
+fn lock_small(mock: &MockHub, n: usize) -> (Lock, usize) {
+    let (mut open, mut most) = (0usize, 0usize);
+    let lock = lock_repo(
+        &hub_with(mock, n),
         None,
         "acme/small",
         "main",
         None,
         &mut |e| {
-            if let Event::Done(p) = e {
-                events.push(p.to_owned());
+            match e {
+                Event::Start(..) => open += 1,
+                Event::Done(_) => open -= 1,
+                _ => {}
             }
+            most = most.max(open);
         },
     )
     .unwrap();
-    assert!(
-        eight.max_in_flight() >= 2,
-        "8 connections, at most {} request at a time",
-        eight.max_in_flight()
-    );
+    assert_eq!(open, 0, "a Done for every Start");
+    (lock, most)
+}
+
+#[test]
+fn lock_without_a_cache_hashes_small_files_on_all_connections() {
+    // `mpk lock` with nothing written: each small file is one request
+    // (answered after 150 ms), so N connections wait on N round trips at
+    // once. One connection hashes one file at a time; eight overlap.
+    let mock = MockHub::start();
+    let files = many_small(&mock, "acme/small");
+    let (lock1, most1) = lock_small(&mock, 1);
+    assert_eq!(most1, 1, "one connection, one file at a time");
+    let (lock8, most8) = lock_small(&mock, 8);
+    assert!(most8 >= 2, "8 connections, at most {most8} file at a time");
     assert_eq!(lock1.to_json(), lock8.to_json(), "same lock either way");
+    assert_eq!(lock8.files.len(), files.len());
     for ((p, d), f) in files.iter().zip(&lock8.files) {
         assert_eq!(&f.path, p);
         assert_eq!(f.sha256, mpk_hub::oid::sha256_hex(d), "{p}");
     }
-    events.sort();
-    assert_eq!(events.len(), files.len(), "a Done per file: {events:?}");
 }
 
 #[test]
 fn lock_without_a_cache_names_the_file_the_hub_corrupts() {
     let mock = MockHub::start();
     many_small(&mock, "acme/small");
-    mock.faults(|f| f.corrupt.push("shard/17.json".into()));
+    mock.faults(|f| f.corrupt.push("shard/09.json".into()));
     let err = lock_repo(
         &hub_with(&mock, 8),
         None,
@@ -688,5 +680,5 @@ fn lock_without_a_cache_names_the_file_the_hub_corrupts() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("shard/17.json"), "{err}");
+    assert!(err.contains("shard/09.json"), "{err}");
 }
