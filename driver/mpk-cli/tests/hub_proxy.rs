@@ -7,9 +7,11 @@
 //!   Hub accepted came through a tunnel to exactly its `host:port`, every
 //!   tunnel carried an origin-form request (ureq tunnels `http` origins
 //!   too; the proxy never gets a request of its own), and the proxy's
-//!   CONNECT heads hold no `Authorization` and no token bytes while the
-//!   token still reached the gated repo. Proxy credentials go as
-//!   `Proxy-Authorization` to the proxy only.
+//!   CONNECT heads hold no `Authorization` and no token bytes. `HF_TOKEN`
+//!   is set, but the mock Hub is plain `http`, which a proxy could read
+//!   inside its tunnel: the token is held back (a gated repo then fails,
+//!   saying why), and goes only on direct connections to this machine.
+//!   Proxy credentials go as `Proxy-Authorization` to the proxy only.
 //! * SOCKS5 (`socks5h://`, `socks5://`) from `ALL_PROXY` the same way.
 //! * The endpoint's own scheme's variable wins over `ALL_PROXY`, which
 //!   wins over the other scheme's.
@@ -50,11 +52,10 @@ struct Env {
 }
 
 impl Env {
-    /// A mock Hub whose repo needs the token.
+    /// A mock Hub with a public repo (`mpk` runs with `HF_TOKEN` set).
     fn new() -> Self {
         let hub = MockHub::start();
         hub.put(REPO, "main", C1, model());
-        hub.gate(REPO);
         Self {
             hub,
             tmp: tempfile::tempdir().unwrap(),
@@ -134,8 +135,8 @@ impl Env {
             );
         }
         assert_no_token(seen, &self.hub.token);
-        // The token reached the gated repo, through the tunnels.
-        assert!(!self.hub.authed().is_empty());
+        // Plain http through a proxy: the token was held back altogether.
+        assert_eq!(self.hub.authed(), Vec::<String>::new());
     }
 }
 
@@ -304,6 +305,8 @@ fn no_proxy_naming_the_hub_host_goes_direct() {
         let seen = proxy.seen();
         assert_eq!(seen.accepted, 0, "{no_proxy:?}: {seen:?}");
         assert!(e.hub.connections() >= 6, "{no_proxy:?}");
+        // Direct to this machine: the token goes.
+        assert!(!e.hub.authed().is_empty(), "{no_proxy:?}");
     }
     // A NO_PROXY that names another host leaves the proxy in use.
     let (e, proxy) = (Env::new(), TestProxy::connect());
@@ -362,4 +365,21 @@ fn an_unusable_proxy_value_is_refused_before_any_connection() {
     }
     assert_eq!(e.hub.connections(), conns);
     assert_eq!(blobs(&e.cache()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_gated_repo_through_a_proxy_over_plain_http_gets_no_token() {
+    // The proxy could read the token inside its tunnel: mpk holds it back
+    // and says why; with NO_PROXY naming the Hub, it goes direct, token
+    // and all.
+    let (e, proxy) = (Env::new(), TestProxy::connect());
+    e.hub.gate(REPO);
+    let url = proxy.url("http");
+    let o = e.lock(&[("HTTPS_PROXY", url.as_str())]);
+    let err = fails(&o, &["HF_TOKEN was not sent", "use an https endpoint"]);
+    assert!(!err.contains(&e.hub.token), "{err}");
+    assert_no_token(&proxy.seen(), &e.hub.token);
+    assert_eq!(e.hub.authed(), Vec::<String>::new());
+    ok(&e.lock(&[("HTTPS_PROXY", url.as_str()), ("NO_PROXY", "127.0.0.1")]));
+    assert!(!e.hub.authed().is_empty());
 }

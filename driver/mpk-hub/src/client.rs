@@ -13,6 +13,10 @@
 //! ports normalised): redirects are followed by hand, at most
 //! [`Limits::max_redirects`] hops, and a hop to another origin goes without
 //! `Authorization`; a URL with userinfo (`http://hub@evil/`) is refused.
+//! Nor does the token go in clear text across a network
+//! ([`token_in_clear`]): over plain `http` it goes only to this machine's
+//! loopback, with no proxy in between; otherwise it is held back and a
+//! 401/403 from the endpoint says so ([`Error::TokenWithheld`]).
 //!
 //! Proxies ([`ProxyConfig`], read once by [`HubConfig::from_env`]): one
 //! proxy serves every connection (the Hub and its CDN), taken from the
@@ -394,6 +398,19 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Whether the host is this machine by its loopback address or name
+    /// (`localhost`, 127.0.0.0/8, `::1`): traffic to it never crosses a
+    /// network.
+    pub fn is_loopback(&self) -> bool {
+        let h = self.host.trim_start_matches('[').trim_end_matches(']');
+        h == "localhost"
+            || h.ends_with(".localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 impl std::fmt::Display for Origin {
     /// `scheme://host:port`, the port always written.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -655,6 +672,17 @@ pub struct Hub {
     /// No request leaves before this instant: set by a 429's
     /// `Retry-After` (or `RateLimit` reset), shared by every connection.
     pause: std::sync::Mutex<Option<Instant>>,
+    /// A token is configured but is not sent ([`token_in_clear`]).
+    withhold_token: bool,
+}
+
+/// Whether a token sent to `origin` would cross a network readable by
+/// anyone on the path: plain `http` to a host that is not this machine,
+/// or to this machine through a proxy (the tunnel carries the request in
+/// clear to the proxy).
+pub fn token_in_clear(origin: &Origin, proxy: Option<&ProxyConfig>) -> bool {
+    let proxied = proxy.is_some_and(|p| !p.bypasses(&origin.to_string()));
+    origin.scheme == "http" && (!origin.is_loopback() || proxied)
 }
 
 /// Response type of the HTTP client.
@@ -734,11 +762,13 @@ impl Hub {
                 .proxy(cfg.proxy.as_ref().map(|p| p.proxy.clone()))
                 .build(),
         );
+        let withhold_token = cfg.token.is_some() && token_in_clear(&origin, cfg.proxy.as_ref());
         Ok(Self {
             cfg,
             origin,
             agent,
             pause: std::sync::Mutex::new(None),
+            withhold_token,
         })
     }
 
@@ -822,7 +852,7 @@ impl Hub {
             "HEAD" => self.agent.head(url),
             _ => self.agent.get(url),
         };
-        if let (Some(t), true) = (&self.cfg.token, same) {
+        if let (Some(t), true, false) = (&self.cfg.token, same, self.withhold_token) {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
         match range {
@@ -888,6 +918,12 @@ impl Hub {
                     continue;
                 }
                 200..=399 => Ok(r),
+                401 | 403 if self.withhold_token && self.same_origin(&url)? => {
+                    Err(Attempt::Fatal(Error::TokenWithheld {
+                        origin: self.origin.to_string(),
+                        status,
+                    }))
+                }
                 401 | 403 => Err(Attempt::Fatal(Error::Unauthorized { url, status })),
                 404 => Err(Attempt::Fatal(Error::NotFound {
                     url,
@@ -1069,6 +1105,57 @@ pub fn next_link(link: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn when_a_token_would_cross_a_network_in_clear() {
+        let clear = |url: &str, proxy: Option<&str>| {
+            let p = proxy.map(|v| {
+                ProxyConfig::from_vars("http", |k| (k == "HTTP_PROXY").then(|| v.into()))
+                    .unwrap()
+                    .unwrap()
+            });
+            token_in_clear(&Origin::of(url).unwrap(), p.as_ref())
+        };
+        for url in [
+            "https://huggingface.co",
+            "https://10.0.0.7:8443",
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://localhost:1",
+            "http://LOCALHOST",
+            "http://mirror.localhost",
+            "http://[::1]:80",
+        ] {
+            assert!(!clear(url, None), "{url}");
+        }
+        for url in [
+            "http://huggingface.co",
+            "http://10.0.0.7",
+            "http://192.168.1.1:80",
+            "http://0.0.0.0:9",
+            "http://[::2]",
+            "http://localhost.example.com",
+            "http://127.0.0.1.nip.io",
+        ] {
+            assert!(clear(url, None), "{url}");
+        }
+        // Through a proxy, a loopback http endpoint travels in clear to
+        // the proxy; https never does.
+        assert!(clear("http://127.0.0.1:8080", Some("http://proxy:3128")));
+        assert!(!clear("https://huggingface.co", Some("http://proxy:3128")));
+        // ... unless NO_PROXY sends it direct.
+        let p = ProxyConfig::from_vars("http", |k| match k {
+            "HTTP_PROXY" => Some("http://proxy:3128".into()),
+            "NO_PROXY" => Some("127.0.0.1".into()),
+            _ => None,
+        })
+        .unwrap()
+        .unwrap();
+        assert!(!token_in_clear(
+            &Origin::of("http://127.0.0.1:8080").unwrap(),
+            Some(&p)
+        ));
+    }
 
     #[test]
     fn links_and_encoding() {

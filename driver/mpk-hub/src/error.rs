@@ -16,6 +16,18 @@ pub enum Error {
         /// 401 or 403.
         status: u16,
     },
+    /// 401/403 from the endpoint while the token was held back: sent over
+    /// plain `http` to another machine (or through a proxy), anyone on
+    /// the path could read it.
+    #[error(
+        "{origin}: HTTP {status}: the repo needs a token, and HF_TOKEN was not sent: HF_ENDPOINT is plain http to {origin}, which is not this machine or is reached through a proxy, so the token would cross the network in clear text; use an https endpoint (plain http is fine for localhost, 127.0.0.0/8 and ::1 without a proxy)"
+    )]
+    TokenWithheld {
+        /// The endpoint's origin.
+        origin: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// 401/403/410 from the server a file's signed download URL points to
     /// (where the Hub's resolver redirected: the CDN), again after the
     /// file was resolved anew: the Hub authorised the download and the

@@ -105,3 +105,52 @@ fn a_location_with_userinfo_is_refused() {
     assert!(e.contains("userinfo"), "{e}");
     assert!(cdn.log().is_empty(), "{:?}", cdn.log());
 }
+
+/// The mock Hub reached under another name for the same address.
+fn client_at(hub: &MockHub, endpoint: String) -> Hub {
+    Hub::new(HubConfig {
+        endpoint,
+        ..client(hub, 5).config().clone()
+    })
+    .unwrap()
+}
+
+#[test]
+fn the_token_never_goes_in_clear_text_across_a_network() {
+    // A gated repo. `http://0.0.0.0:PORT` reaches the mock on this machine,
+    // but it is not a loopback address: for mpk it stands for any plain
+    // http host elsewhere, where the token would cross the network
+    // readable. It is held back, and the refusal says why.
+    let hub = MockHub::start();
+    hub.put("o/n", "main", C1, files());
+    hub.gate("o/n");
+    let port = hub.endpoint.rsplit(':').next().unwrap();
+    let far = client_at(&hub, format!("http://0.0.0.0:{port}"));
+    let e = far
+        .revision(
+            &RepoId::parse("o/n").unwrap(),
+            &mpk_hub::names::Revision::parse("main").unwrap(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, mpk_hub::Error::TokenWithheld { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("HF_TOKEN was not sent"), "{msg}");
+    assert!(msg.contains("https"), "{msg}");
+    assert!(!msg.contains(&hub.token), "{msg}");
+    assert_eq!(
+        hub.authed(),
+        Vec::<String>::new(),
+        "no request carried the token"
+    );
+
+    // The same server as `localhost`: this machine, so the token goes.
+    let near = client_at(&hub, format!("http://localhost:{port}"));
+    let got = near
+        .revision(
+            &RepoId::parse("o/n").unwrap(),
+            &mpk_hub::names::Revision::parse("main").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(got.to_string(), C1);
+    assert!(!hub.authed().is_empty());
+}
