@@ -15,6 +15,7 @@ const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
 const REPO: &str = "acme/tiny";
 
+use common::{fails, ok, walk};
 use mpk_testutil::lcg_bytes as bytes;
 
 /// The synthetic model: LFS and non-LFS files, subfolders, an empty file
@@ -101,43 +102,6 @@ impl Env {
 
 fn git_oid(d: &[u8]) -> String {
     mpk_hub::oid::git_blob_sha1(d)
-}
-
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            walk(&p, f);
-        } else {
-            f(&p);
-        }
-    }
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "mpk failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn fails(o: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "mpk succeeded; stderr: {err}");
-    assert_ne!(o.status.code(), Some(101), "mpk panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error lacks `{n}`: {err}");
-    }
-    err
 }
 
 fn write_model(dir: &Path, files: &[(&str, Vec<u8>, bool)]) {

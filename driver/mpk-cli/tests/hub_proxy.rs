@@ -34,6 +34,7 @@ const REPO: &str = "acme/tiny";
 /// The range size of the transfer scheduler.
 const CHUNK: usize = 8 << 20;
 
+use common::{fails, ok, walk};
 use mpk_testutil::lcg_bytes as bytes;
 
 /// A shard of three ranges, a small LFS file and two non-LFS files.
@@ -179,43 +180,6 @@ fn blobs(dir: &Path) -> Vec<PathBuf> {
         }
     });
     v
-}
-
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() && !p.is_symlink() {
-            walk(&p, f);
-        } else {
-            f(&p);
-        }
-    }
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "mpk failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn fails(o: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "mpk succeeded; stderr: {err}");
-    assert_ne!(o.status.code(), Some(101), "mpk panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "error lacks `{n}`: {err}");
-    }
-    err
 }
 
 #[test]

@@ -100,6 +100,22 @@ fn partials(cache: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `fetch_lock` of `lock` from `mock` on `n` connections into the cache
+/// in `d`, no progress.
+fn fetch_into(
+    d: &tempfile::TempDir,
+    mock: &MockHub,
+    n: usize,
+    lock: &Lock,
+) -> mpk_hub::Result<PathBuf> {
+    fetch_lock(
+        &hub_with(mock, n),
+        &HfCache::new(d.path()),
+        lock,
+        &mut |_| {},
+    )
+}
+
 fn big_etag() -> String {
     mpk_hub::oid::sha256_hex(&bytes(1, BIG_LEN))
 }
@@ -252,13 +268,7 @@ fn a_200_to_a_range_falls_back_to_the_whole_file() {
     mock.faults(|f| {
         f.range_200.insert(BIG.into(), 1);
     });
-    let dir = fetch_lock(
-        &hub_with(&mock, 4),
-        &HfCache::new(d.path()),
-        &lock,
-        &mut |_| {},
-    )
-    .unwrap();
+    let dir = fetch_into(&d, &mock, 4, &lock).unwrap();
     assert_eq!(std::fs::read(dir.join(BIG)).unwrap(), bytes(1, BIG_LEN));
     assert!(partials(d.path()).is_empty());
     mock.faults(|f| assert_eq!(f.range_200[BIG], 0, "the 200 was sent"));
@@ -272,13 +282,7 @@ fn a_server_that_refuses_ranges_gets_whole_files() {
     for n in [1, 16] {
         let d = tempfile::tempdir().unwrap();
         let before = mock.served();
-        let dir = fetch_lock(
-            &hub_with(&mock, n),
-            &HfCache::new(d.path()),
-            &lock,
-            &mut |_| {},
-        )
-        .unwrap();
+        let dir = fetch_into(&d, &mock, n, &lock).unwrap();
         for (p, data, _) in model() {
             assert_eq!(std::fs::read(dir.join(p)).unwrap(), data, "{p}");
         }
@@ -318,14 +322,7 @@ fn a_429_with_retry_after_is_waited_out() {
         f.rate_limit.insert("tokenizer.json".into(), (1, 100_000));
     });
     let d = tempfile::tempdir().unwrap();
-    let e = fetch_lock(
-        &hub_with(&mock, 2),
-        &HfCache::new(d.path()),
-        &lock,
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = fetch_into(&d, &mock, 2, &lock).unwrap_err().to_string();
     assert!(e.contains("429") && e.contains("100000"), "{e}");
 }
 
@@ -342,13 +339,7 @@ fn a_refused_signed_url_is_resolved_again() {
     // Two refusals: resolved once more each time, then it goes through.
     mock.faults(|f| f.cdn_403 = 2);
     let d = tempfile::tempdir().unwrap();
-    let dir = fetch_lock(
-        &hub_with(&mock, 1),
-        &HfCache::new(d.path()),
-        &lock,
-        &mut |_| {},
-    )
-    .unwrap();
+    let dir = fetch_into(&d, &mock, 1, &lock).unwrap();
     assert_eq!(std::fs::read(dir.join(BIG)).unwrap(), bytes(1, BIG_LEN));
     assert_eq!(heads(&mock), 1 + 2);
     // Refused for good: at most MAX_RERESOLVE more resolutions, then a
@@ -356,14 +347,7 @@ fn a_refused_signed_url_is_resolved_again() {
     mock.faults(|f| f.cdn_403 = 1000);
     let before = heads(&mock);
     let d = tempfile::tempdir().unwrap();
-    let e = fetch_lock(
-        &hub_with(&mock, 1),
-        &HfCache::new(d.path()),
-        &lock,
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = fetch_into(&d, &mock, 1, &lock).unwrap_err().to_string();
     assert!(
         e.contains("HTTP 403") && e.contains("refused by the CDN"),
         "{e}"
@@ -404,14 +388,7 @@ fn a_signed_url_refused_for_good_blames_the_cdn_not_the_token() {
     };
     for n in [1, 4] {
         let d = tempfile::tempdir().unwrap();
-        let e = fetch_lock(
-            &hub_with(&mock, n),
-            &HfCache::new(d.path()),
-            &lock,
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string();
+        let e = fetch_into(&d, &mock, n, &lock).unwrap_err().to_string();
         blames_the_cdn(&e);
         let blobs = d.path().join("models--acme--big/blobs");
         assert!(!blobs.join(big_etag()).exists(), "{n}: a final blob");
@@ -438,14 +415,7 @@ fn a_signed_url_refused_for_good_blames_the_cdn_not_the_token() {
     cdn.faults(|f| f.cdn_403 = 0);
     mock.gate(REPO);
     let d = tempfile::tempdir().unwrap();
-    let e = fetch_lock(
-        &hub_with(&mock, 2),
-        &HfCache::new(d.path()),
-        &lock,
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = fetch_into(&d, &mock, 2, &lock).unwrap_err().to_string();
     assert!(e.contains("HTTP 401") && e.contains("HF_TOKEN"), "{e}");
     assert!(e.starts_with(&mock.endpoint) && !e.contains("CDN"), "{e}");
 }
@@ -472,13 +442,7 @@ fn connections_are_kept_alive_where_the_server_allows() {
     mock.keep_alive(true);
     let (c0, r0) = (mock.connections(), mock.log().len());
     let d = tempfile::tempdir().unwrap();
-    let dir = fetch_lock(
-        &hub_with(&mock, 2),
-        &HfCache::new(d.path()),
-        &lock,
-        &mut |_| {},
-    )
-    .unwrap();
+    let dir = fetch_into(&d, &mock, 2, &lock).unwrap();
     assert_eq!(std::fs::read(dir.join(BIG)).unwrap(), bytes(1, BIG_LEN));
     let (conns, reqs) = (mock.connections() - c0, mock.log().len() - r0);
     eprintln!("{reqs} requests on {conns} connections");

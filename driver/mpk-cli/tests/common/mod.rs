@@ -7,7 +7,8 @@
 pub mod proxy;
 pub mod tree;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 /// The `mpk` binary under test.
 pub fn mpk() -> Command {
@@ -39,3 +40,45 @@ pub fn without_proxies(c: &mut Command) -> &mut Command {
 // Each test binary uses its own subset.
 #[allow(unused_imports)]
 pub use mpk_testutil::{missing, python_with, run_batch, tool, tools_required};
+
+/// Calls `f` on every file (and symlink) under `dir`, not following
+/// symlinks to folders.
+pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            walk(&p, f);
+        } else {
+            f(&p);
+        }
+    }
+}
+
+/// Asserts `mpk` succeeded; its standard output, trimmed.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "mpk failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Asserts `mpk` failed without panicking and its error names each of
+/// `needles`; the error.
+pub fn fails(o: &Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "mpk succeeded; stderr: {err}");
+    assert_ne!(o.status.code(), Some(101), "mpk panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error lacks `{n}`: {err}");
+    }
+    err
+}
