@@ -52,17 +52,7 @@ const COMMIT: &str = "6666666666666666666666666666666666666666";
 const REPO: &str = "acme/flake-fixture";
 const SYSTEM: &str = "x86_64-linux";
 
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use mpk_testutil::xorshift_bytes as bytes;
 
 /// LFS and non-LFS files, a subfolder, an empty file, a UTF-8 name and a
 /// name that needs percent-encoding.

@@ -21,22 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mpk_testutil::xorshift_bytes as bytes;
+
 const C1: &str = "1111111111111111111111111111111111111111";
 const REPO: &str = "acme/big";
 const BIG: &str = "model-00001.safetensors";
 const BIG_LEN: usize = 2 * CHUNK as usize + 12_345;
-
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Two LFS shards (one of three ranges, one of two), a non-LFS file and
 /// small files.

@@ -127,6 +127,21 @@ pub fn deployment_json(
     })
 }
 
+/// `n` deterministic pseudo-random bytes for fixtures (xorshift64 from
+/// `seed`; the same `seed` always gives the same bytes). The Hub tests'
+/// models are made of these.
+pub fn xorshift_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// `n` deterministic pseudo-random bytes for fixtures (a 64-bit LCG; the
 /// same `seed` always gives the same bytes).
 pub fn lcg_bytes(seed: u64, n: usize) -> Vec<u8> {
