@@ -344,6 +344,11 @@ fn a_gated_repo_through_a_proxy_over_plain_http_gets_no_token() {
     assert!(!err.contains(&e.hub.token), "{err}");
     assert_no_token(&proxy.seen(), &e.hub.token);
     assert_eq!(e.hub.authed(), Vec::<String>::new());
+    // Nothing is left behind: no lock file, nothing in the cache.
+    assert!(!e.lockf().exists());
+    assert_eq!(blobs(&e.cache()), Vec::<PathBuf>::new());
+    assert_eq!(unfinished(&e.cache()), Vec::<PathBuf>::new());
     ok(&e.lock(&[("HTTPS_PROXY", url.as_str()), ("NO_PROXY", "127.0.0.1")]));
+    assert!(e.lockf().exists());
     assert!(!e.hub.authed().is_empty());
 }
